@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make demo`: start a local stack on the embedded default models, run one job
+# per available service, write the outputs under out/demo/ and say where.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${1:-"$ROOT/build"}
+OUT="$ROOT/out/demo"
+mkdir -p "$OUT"
+export MMGEN_STACK_PORT=${MMGEN_STACK_PORT:-5565}
+
+"$ROOT/scripts/stack.sh" --build "$BUILD" --data "$ROOT/out/demo/broker-data" run -- bash -c '
+  set -euo pipefail
+  BIN="$1"; OUT="$2"; ROOT="$3"
+  for s in echo text image video; do
+    [ -x "$BIN/mmgen-$s" ] || continue
+    case "$s" in
+      echo)
+        echo "== echo: a job with progress and streamed partials"
+        "$BIN/mmgen" echo "hello from mmgen" --sleep-ms 300 --partials 3 > "$OUT/echo.txt"; cat "$OUT/echo.txt" ;;
+      text)
+        echo "== text: tiny embedded Qwen3"
+        "$BIN/mmgen" text "Write a haiku about the sea." --max-tokens 32 --seed 1 -o "$OUT/text.txt" ;;
+      image)
+        echo "== image: tiny embedded Qwen-Image"
+        "$BIN/mmgen" image "a red fox in the snow" --steps 4 --seed 1 -o "$OUT/image.png" ;;
+      video)
+        echo "== video: tiny embedded Wan 2.2"
+        "$BIN/mmgen" video "waves on a beach" --steps 4 --seed 1 -o "$OUT/video.mp4" ;;
+    esac
+  done
+' demo "$BUILD/bin" "$OUT" "$ROOT"
+echo
+echo "demo outputs are in $OUT:"
+ls -l "$OUT" | grep -v broker-data | tail -n +2
