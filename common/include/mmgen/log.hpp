@@ -3,6 +3,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <type_traits>
 #include <string>
 #include <string_view>
 #include <utility>
