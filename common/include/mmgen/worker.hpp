@@ -130,6 +130,7 @@ struct WorkerOptions {
   proto::Limits limits;
 };
 
+// Must outlive its run() call (stop() it and join the thread first).
 class Worker {
  public:
   Worker(Service& service, WorkerOptions options);
@@ -145,9 +146,8 @@ class Worker {
   // Thread-safe and async-signal-safe (an atomic store and a pipe write).
   void stop() noexcept;
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
