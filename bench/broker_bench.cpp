@@ -1,0 +1,202 @@
+// broker_bench: what the broker costs. Echo jobs with small payloads through a
+// real mmgen-broker and real mmgen-echo workers, against a direct
+// DEALER<->ROUTER echo measured in the same run:
+//   - round-trip latency p50/p99 (one job at a time) and the broker's overhead
+//   - throughput in jobs/s with 1, 4 and 16 workers (pipelined submits)
+//   - a 10 MB payload round trip, through the broker and direct
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"  // tests/integration: Process, Stack
+#include "mmgen/zmq_util.hpp"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace proto = mmgen::proto;
+
+namespace {
+
+double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
+}
+
+// ---- direct baseline: a ROUTER thread that echoes every message back ---------------
+class DirectEcho {
+ public:
+  DirectEcho() : router_(ctx_, zmq::socket_type::router) {
+    mmgen::zmqu::configure_router(router_, 1ll << 30);
+    router_.bind("tcp://127.0.0.1:*");
+    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~DirectEcho() {
+    stop_ = true;
+    thread_.join();
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  void loop() {
+    zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}};
+    while (!stop_) {
+      if (zmq::poll(items, 1, std::chrono::milliseconds(50)) <= 0) continue;
+      while (auto m = mmgen::zmqu::recv_multipart(router_, zmq::recv_flags::dontwait))
+        mmgen::zmqu::send_multipart(router_, std::move(*m), false);
+    }
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t router_;
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// One round trip of a message shaped like a small SUBMIT (4 frames).
+std::vector<double> direct_latencies(const std::string& ep, int n, const std::string& payload) {
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  mmgen::zmqu::configure_dealer(s, 1ll << 30);
+  s.connect(ep);
+  std::vector<double> out;
+  for (int i = 0; i < n + 50; ++i) {
+    auto t0 = Clock::now();
+    mmgen::zmqu::Frames f;
+    f.push_back(mmgen::zmqu::msg("MMGC01"));
+    f.push_back(mmgen::zmqu::msg("\x01"));
+    f.push_back(mmgen::zmqu::msg(payload));
+    mmgen::zmqu::send_multipart(s, std::move(f), false);
+    mmgen::zmqu::recv_multipart(s);
+    if (i >= 50) out.push_back(us(Clock::now() - t0));  // the first 50 warm up
+  }
+  return out;
+}
+
+proto::Submit small_job(int i) {
+  proto::Submit s;
+  s.service = "echo";
+  s.params = {{"text", "bench-" + std::to_string(i)}};
+  return s;
+}
+
+std::vector<double> broker_latencies(mmgen::client::Client& c, int n) {
+  std::vector<double> out;
+  for (int i = 0; i < n + 50; ++i) {
+    auto t0 = Clock::now();
+    c.submit(small_job(i));
+    std::string job;
+    while (true) {
+      auto ev = c.next(10s);
+      if (!ev) throw std::runtime_error("no event within 10 s");
+      if (ev->kind == proto::EventCmd::Accepted) job = ev->job;
+      if (ev->is_terminal() && ev->job == job) break;
+    }
+    if (i >= 50) out.push_back(us(Clock::now() - t0));
+  }
+  return out;
+}
+
+double broker_throughput(mmgen::client::Client& c, int jobs, int window) {
+  int submitted = 0, done = 0;
+  auto t0 = Clock::now();
+  while (done < jobs) {
+    while (submitted < jobs && submitted - done < window) c.submit(small_job(submitted++));
+    auto ev = c.next(10s);
+    if (!ev) throw std::runtime_error("throughput run stalled");
+    if (ev->kind == proto::EventCmd::Error) throw std::runtime_error(ev->as<proto::Error>().message);
+    if (ev->is_terminal()) ++done;
+  }
+  return jobs / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double broker_big_roundtrip_ms(mmgen::client::Client& c, const std::string& blob) {
+  auto s = small_job(0);
+  proto::Frames frames;
+  mmgen::client::add_input(s, frames, "payload", "application/octet-stream", blob);
+  auto t0 = Clock::now();
+  c.submit(s, std::move(frames));
+  std::string job;
+  while (true) {
+    auto ev = c.next(60s);
+    if (!ev) throw std::runtime_error("10 MB job: no event within 60 s");
+    if (ev->kind == proto::EventCmd::Accepted) job = ev->job;
+    if (ev->is_terminal() && ev->job == job) {
+      if (ev->kind != proto::EventCmd::Result || ev->blobs.size() != 1 || ev->blobs[0].size() != blob.size())
+        throw std::runtime_error("10 MB job did not come back intact");
+      break;
+    }
+  }
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+double direct_big_roundtrip_ms(const std::string& ep, const std::string& blob) {
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::dealer);
+  mmgen::zmqu::configure_dealer(s, 1ll << 30);
+  s.connect(ep);
+  auto t0 = Clock::now();
+  mmgen::zmqu::Frames f;
+  f.push_back(mmgen::zmqu::msg("MMGC01"));
+  f.push_back(mmgen::zmqu::msg("\x01"));
+  f.push_back(mmgen::zmqu::msg("\x80"));
+  f.push_back(mmgen::zmqu::msg(blob));
+  mmgen::zmqu::send_multipart(s, std::move(f), false);
+  mmgen::zmqu::recv_multipart(s);
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main() {
+  constexpr int kLatencyJobs = 2000;
+  constexpr int kThroughputJobs = 20000;
+  std::printf("broker_bench: echo jobs through mmgen-broker + mmgen-echo vs a direct DEALER<->ROUTER echo\n");
+  std::printf("machine: %u hardware threads\n\n", std::thread::hardware_concurrency());
+
+  DirectEcho direct;
+  const std::string small_body(48, 'x');
+  auto d_lat = direct_latencies(direct.endpoint(), kLatencyJobs, small_body);
+
+  mmgen::itest::StackOptions so;
+  so.heartbeat_ms = 1000;
+  mmgen::itest::Stack stack(so);
+  stack.start_broker();
+  stack.start_echo({"--capacity", "64"});
+  stack.wait_workers("echo", 1, 30s);
+  auto c = stack.client();
+  auto b_lat = broker_latencies(*c, kLatencyJobs);
+
+  std::printf("%-34s %12s %12s\n", "round trip (1 job at a time)", "p50 us", "p99 us");
+  std::printf("%-34s %12.1f %12.1f\n", "direct DEALER<->ROUTER", percentile(d_lat, .5), percentile(d_lat, .99));
+  std::printf("%-34s %12.1f %12.1f\n", "through broker + echo worker", percentile(b_lat, .5), percentile(b_lat, .99));
+  std::printf("%-34s %12.1f %12.1f   (target p50 <= 150 us)\n\n", "broker adds",
+              percentile(b_lat, .5) - percentile(d_lat, .5), percentile(b_lat, .99) - percentile(d_lat, .99));
+
+  std::printf("%-34s %12s\n", "throughput (pipelined, 20k jobs)", "jobs/s");
+  double t1 = broker_throughput(*c, kThroughputJobs, 512);
+  std::printf("%-34s %12.0f\n", "1 worker (capacity 64)", t1);
+  for (int i = 0; i < 3; ++i) stack.start_echo({"--capacity", "16"});
+  stack.wait_workers("echo", 4, 30s);
+  double t4 = broker_throughput(*c, kThroughputJobs, 512);
+  std::printf("%-34s %12.0f\n", "4 workers", t4);
+  for (int i = 0; i < 12; ++i) stack.start_echo({"--capacity", "4"});
+  stack.wait_workers("echo", 16, 30s);
+  double t16 = broker_throughput(*c, kThroughputJobs, 512);
+  std::printf("%-34s %12.0f   (target >= 10000)\n\n", "16 workers", t16);
+
+  const std::string big(10u << 20, 'b');
+  double db = direct_big_roundtrip_ms(direct.endpoint(), big);
+  double bb = broker_big_roundtrip_ms(*c, big);
+  std::printf("%-34s %12s\n", "10 MB payload round trip", "ms");
+  std::printf("%-34s %12.1f\n", "direct", db);
+  std::printf("%-34s %12.1f   (ratio %.1fx)\n", "through broker (journal + blob store)", bb, bb / db);
+  std::printf("\nbroker peak RSS: %ld KiB\n", stack.broker().peak_rss_kib());
+  return 0;
+}
