@@ -78,6 +78,9 @@ class Dispatcher {
   Verdict worker_result(const std::string& routing, const std::string& job);
   Verdict worker_error(const std::string& routing, const proto::Error& e);
   void worker_disconnect(const std::string& routing);
+  // The loop could not deliver to this worker (its connection is gone): the
+  // same as missing its heartbeats, without waiting for them.
+  void worker_lost(const std::string& routing);
 
   // ---- time and recovery -------------------------------------------------------
   // Heartbeats due, dead workers, job deadlines. Call at next_wakeup_ms() or later.

@@ -135,4 +135,8 @@ void Dispatcher::worker_disconnect(const std::string& routing) {
   if (Worker* w = find_worker(routing)) remove_worker(*w, /*graceful=*/true);
 }
 
+void Dispatcher::worker_lost(const std::string& routing) {
+  if (Worker* w = find_worker(routing)) remove_worker(*w, /*graceful=*/false);
+}
+
 }  // namespace mmgen::broker

@@ -3,9 +3,15 @@
 //   poll (timeout = next dispatcher deadline) -> read a batch of messages,
 //   each decoded and handed to the dispatcher, its actions executed at once
 //   (journal writes go into one open transaction, sends into an outbox)
-//   -> tick -> commit the journal -> flush the outbox.
-// So ACCEPTED and every other event leave only after their journal rows are
-// committed, with one commit per batch instead of one per job.
+//   -> tick -> send to workers -> commit the journal -> send to clients.
+// So ACCEPTED and every other client event leave only after their journal
+// rows are committed, with one commit per batch instead of one per job.
+// Worker-bound messages need no such wait (a JOB sent just before a crash is
+// at worst run again or dropped, and no client heard of it), so workers get
+// them before the commit and start sooner.
+//
+// loop.cpp: set-up, the iteration, sending; loop_receive.cpp: decoding and
+// the dispatcher calls; loop_actions.cpp: executing the dispatcher's actions.
 #pragma once
 
 #include <atomic>
@@ -60,10 +66,7 @@ class Loop {
 
  private:
   struct Incoming;  // the message being handled
-  struct Outgoing {
-    bool to_worker;
-    std::vector<zmq::message_t> frames;  // routing id first
-  };
+  using Outbox = std::vector<std::vector<zmq::message_t>>;  // messages, routing id first
 
   void handle_client(std::vector<zmq::message_t>&& frames);
   void handle_worker(std::vector<zmq::message_t>&& frames);
@@ -79,7 +82,7 @@ class Loop {
   bool exec(Notify& a, Incoming* in);
   void note_malformed(const char* from, const proto::ProtocolError& e);
   void housekeeping();
-  void flush();
+  void flush(Outbox& box, bool to_worker);
   void sweep_orphan_blobs();
   // Queues [routing][protocol][command][body][blobs...] for sending after the commit.
   void queue(bool to_worker, const std::string& routing, std::uint8_t cmd, zmq::message_t body,
@@ -97,8 +100,9 @@ class Loop {
   zmq::socket_t workers_;
   proto::Limits client_limits_, worker_limits_;
   std::vector<Action> pending_;
-  std::vector<Outgoing> outbox_;
+  Outbox to_workers_, to_clients_;
   std::vector<std::function<void()>> after_commit_;  // file removals
+  std::vector<std::string> unreachable_workers_;     // sends failed: gone
   std::uint64_t outbox_bytes_ = 0;
   std::int64_t started_ms_ = 0;
   std::int64_t next_publish_ms_ = 0;

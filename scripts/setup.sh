@@ -10,7 +10,7 @@ APT_PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libsqlite3-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-  libpcre2-dev libsentencepiece-dev
+  libpcre2-dev libicu-dev libsentencepiece-dev
   clang libclang-rt-14-dev
   docker-compose curl
 )

@@ -197,6 +197,20 @@ TEST(BrokerDispatcher, DeadWorkerJobsRequeueAtFrontThenFailAfterMaxAttempts) {
   EXPECT_EQ(h.d.workers_alive(), 0u);
 }
 
+TEST(BrokerDispatcher, UnreachableWorkerIsLostAtOnce) {
+  Harness h;
+  h.ready("W1", "echo");
+  const std::string j = h.submit(kClient, "echo");
+  h.d.worker_lost("W1");
+  auto acts = h.take();
+  EXPECT_EQ(events_to<proto::Queued>(acts, kClient).size(), 1u);
+  EXPECT_EQ(h.d.workers_alive(), 0u);
+  h.ready("W2", "echo");
+  ASSERT_EQ(all_of<SendJob>(h.last).size(), 1u);
+  EXPECT_EQ(all_of<SendJob>(h.last)[0].attempt, 2u) << "a lost worker costs an attempt";
+  EXPECT_EQ(h.d.metrics().workers_lost, 1u);
+}
+
 TEST(BrokerDispatcher, WorkerMessagesKeepItAlive) {
   Harness h;
   h.ready("W1", "echo");
