@@ -81,9 +81,15 @@ void append_json(std::string& out, const Value& v) {
       v.storage());
 }
 
+// A key as it may appear in a message: control bytes escaped, quotes dropped.
+std::string printable(std::string_view key) {
+  auto q = json_escape(key);
+  return q.substr(1, q.size() - 2);
+}
+
 [[noreturn]] void bad_param(std::string_view key, std::string_view want, const Value& got) {
   throw proto::ProtocolError(proto::ErrorCode::invalid_request,
-                             "param '" + std::string(key) + "': expected " + std::string(want) +
+                             "param '" + printable(key) + "': expected " + std::string(want) +
                                  ", got " + got.to_json());
 }
 }  // namespace
