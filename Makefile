@@ -15,7 +15,7 @@ export CCACHE_MAXSIZE ?= 8G
 CMAKE_FLAGS ?=
 TORCH_PREFIX = $(shell $(VENV_PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)' 2>/dev/null)
 
-.PHONY: all setup configure build test test-unit test-integration demo bench fixtures fuzz stack compose-check clean
+.PHONY: all setup configure build test test-unit test-integration demo bench fixtures stack compose-check clean
 
 all: build
 

@@ -327,7 +327,7 @@ std::string encode(const ValueMap& m) {
 // ---- decode --------------------------------------------------------------------
 namespace {
 
-// Service and model names: short, printable, safe in file paths and metrics labels.
+// Model names: short and printable; they may look like "Qwen/Qwen3-8B" or "org:name".
 void check_name(const std::string& field, const std::string& v, bool allow_empty) {
   if (v.empty()) {
     if (allow_empty) return;
@@ -339,6 +339,18 @@ void check_name(const std::string& field, const std::string& v, bool allow_empty
               c == '_' || c == '-' || c == '.' || c == '/' || c == ':';
     if (!ok) invalid("field '" + field + "' has a character outside [A-Za-z0-9_.:/-]");
   }
+}
+
+// Service names are also metric labels and log values: lower-case words only.
+void check_service(const std::string& field, const std::string& v, bool allow_empty) {
+  if (v.empty()) {
+    if (allow_empty) return;
+    invalid("field '" + field + "' must not be empty");
+  }
+  if (v.size() > 64) invalid("field '" + field + "' is longer than 64 characters");
+  for (char c : v)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      invalid("field '" + field + "' must match [a-z0-9_-]{1,64}");
 }
 
 void check_job(const std::string& job) {
@@ -395,7 +407,7 @@ void decode(std::string_view body, Submit& out, const Limits& limits) {
   with_body(body, limits, [&](const MapReader& r) {
     out.req = r.u64("req");
     out.service = r.str("service");
-    check_name("service", out.service, false);
+    check_service("service", out.service, false);
     out.model = r.str("model");
     check_name("model", out.model, true);
     out.params = r.value_map("params");
@@ -422,7 +434,7 @@ void decode(std::string_view body, ListReq& out, const Limits& limits) {
   with_body(body, limits, [&](const MapReader& r) {
     out.req = r.u64("req");
     out.service = r.str("service");
-    check_name("service", out.service, true);
+    check_service("service", out.service, true);
     out.limit = u32(r, "limit", 50);
     if (out.limit == 0 || out.limit > 10000) invalid("field 'limit' must be in [1, 10000]");
   });
@@ -533,7 +545,7 @@ void decode(std::string_view body, WorkerList& out, const Limits& limits) {
 void decode(std::string_view body, Ready& out, const Limits& limits) {
   with_body(body, limits, [&](const MapReader& r) {
     out.service = r.str("service");
-    check_name("service", out.service, false);
+    check_service("service", out.service, false);
     out.models = r.strings("models");
     for (const auto& m : out.models) check_name("models", m, false);
     out.capacity = u32(r, "capacity", 1);

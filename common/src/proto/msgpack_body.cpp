@@ -1,6 +1,8 @@
 #include "msgpack_body.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <new>
 
@@ -12,6 +14,7 @@ msgpack::object_handle unpack_map(std::string_view body, const Limits& limits) {
                                                   " bytes exceeds the limit of " +
                                                   std::to_string(limits.max_body_bytes));
   if (body.empty()) invalid("empty body: expected a msgpack map");
+  check_structure(body, limits);
   // Every count is bounded, so a header that declares 4 billion elements is
   // refused before anything is allocated for it.
   const auto str_limit = static_cast<std::size_t>(limits.max_body_bytes);
@@ -21,6 +24,8 @@ msgpack::object_handle unpack_map(std::string_view body, const Limits& limits) {
   msgpack::object_handle oh;
   try {
     oh = msgpack::unpack(body.data(), body.size(), off, nullptr, nullptr, lim);
+  } catch (const msgpack::ext_size_overflow&) {
+    invalid("msgpack ext types are not supported");
   } catch (const msgpack::size_overflow& e) {
     throw ProtocolError(ErrorCode::too_large, std::string("body exceeds a decoding limit: ") + e.what());
   } catch (const msgpack::insufficient_bytes&) {
@@ -39,11 +44,20 @@ msgpack::object_handle unpack_map(std::string_view body, const Limits& limits) {
   return oh;
 }
 
+namespace {
+// "params" + "x" -> "params.x"; at the top level just "x".
+std::string member(const std::string& where, const std::string& key) {
+  return where.empty() ? key : where + "." + key;
+}
+// How an error names a place: "'params.x'", or "the body" at the top level.
+std::string place(const std::string& where) { return where.empty() ? "the body" : "'" + where + "'"; }
+}  // namespace
+
 MapReader::MapReader(const msgpack::object& o, std::string where) : o_(&o), where_(std::move(where)) {
-  if (o.type != msgpack::type::MAP) invalid("'" + where_ + "': expected a map");
+  if (o.type != msgpack::type::MAP) invalid(place(where_) + ": expected a map");
   const auto& m = o.via.map;
   for (std::uint32_t i = 0; i < m.size; ++i)
-    if (m.ptr[i].key.type != msgpack::type::STR) invalid("'" + where_ + "': map keys must be strings");
+    if (m.ptr[i].key.type != msgpack::type::STR) invalid(place(where_) + ": map keys must be strings");
 }
 
 std::string MapReader::field(std::string_view key) const {
@@ -131,7 +145,7 @@ Value to_value(const msgpack::object& o, const std::string& where) {
     case msgpack::type::BOOLEAN: return Value(o.via.boolean);
     case msgpack::type::POSITIVE_INTEGER:
       if (o.via.u64 > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        invalid("'" + where + "': integer out of range");
+        invalid(place(where) + ": integer out of range");
       return Value(static_cast<std::int64_t>(o.via.u64));
     case msgpack::type::NEGATIVE_INTEGER: return Value(static_cast<std::int64_t>(o.via.i64));
     case msgpack::type::FLOAT32:
@@ -149,14 +163,14 @@ Value to_value(const msgpack::object& o, const std::string& where) {
       ValueMap m;
       for (std::uint32_t i = 0; i < o.via.map.size; ++i) {
         const auto& kv = o.via.map.ptr[i];
-        if (kv.key.type != msgpack::type::STR) invalid("'" + where + "': map keys must be strings");
+        if (kv.key.type != msgpack::type::STR) invalid(place(where) + ": map keys must be strings");
         std::string k(kv.key.via.str.ptr, kv.key.via.str.size);
-        auto v = to_value(kv.val, where + "." + k);
-        m.insert_or_assign(std::move(k), std::move(v));
+        auto v = to_value(kv.val, member(where, k));
+        m.emplace(std::move(k), std::move(v));  // a repeated key: the first one counts, as in MapReader
       }
       return Value(std::move(m));
     }
-    default: invalid("'" + where + "': unsupported msgpack type (ext)");
+    default: invalid(place(where) + ": unsupported msgpack type (ext)");
   }
 }
 
@@ -199,6 +213,15 @@ std::vector<BlobMeta> MapReader::blobs(std::string_view key) const {
   return out;
 }
 
+void pack_float64(msgpack::packer<msgpack::sbuffer>& pk, double d) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  char buf[9];
+  buf[0] = static_cast<char>(0xcb);
+  for (int i = 8; i >= 1; --i, bits >>= 8) buf[i] = static_cast<char>(bits & 0xff);
+  pk.pack_bin_body(buf, sizeof buf);  // appends the bytes as they are (no header)
+}
+
 void pack_value(msgpack::packer<msgpack::sbuffer>& pk, const Value& v) {
   std::visit(
       [&](const auto& x) {
@@ -206,7 +229,7 @@ void pack_value(msgpack::packer<msgpack::sbuffer>& pk, const Value& v) {
         if constexpr (std::is_same_v<T, std::monostate>) pk.pack_nil();
         else if constexpr (std::is_same_v<T, bool>) x ? pk.pack_true() : pk.pack_false();
         else if constexpr (std::is_same_v<T, std::int64_t>) pk.pack_int64(x);
-        else if constexpr (std::is_same_v<T, double>) pk.pack_double(x);
+        else if constexpr (std::is_same_v<T, double>) pack_float64(pk, x);
         else if constexpr (std::is_same_v<T, std::string>) {
           pk.pack_str(static_cast<std::uint32_t>(x.size()));
           pk.pack_str_body(x.data(), static_cast<std::uint32_t>(x.size()));

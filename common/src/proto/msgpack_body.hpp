@@ -16,6 +16,16 @@ namespace mmgen::proto::detail {
   throw ProtocolError(ErrorCode::invalid_request, msg);
 }
 
+// Walks `body` (one msgpack map, nothing after it) without building it and
+// throws ProtocolError unless it is well formed and within the limits:
+// container counts <= max_container and nesting <= max_depth (too_large), no
+// truncation, no ext types, no trailing bytes (invalid_request). Why it
+// exists: msgpack-c reserves n x 24 bytes (48 per map pair) as soon as it reads
+// a container header, before the elements exist, so a short truncated body of
+// nested 65535-element headers would make it reserve tens of MiB; after this
+// walk every reserved element is backed by at least one byte of body.
+void check_structure(std::string_view body, const Limits& limits);
+
 // Decodes `body` (one msgpack map, nothing after it) within the limits.
 msgpack::object_handle unpack_map(std::string_view body, const Limits& limits);
 
@@ -49,6 +59,11 @@ class MapReader {
 Value to_value(const msgpack::object& o, const std::string& where);
 BlobMeta to_blob(const MapReader& r);
 
+// A double always as msgpack float64. msgpack-c's pack_double writes a double
+// with an integral value as an integer (4.0 arrives as 4, -0.0 as 0), and its
+// range check lets 2^64 through to an undefined double -> uint64 cast.
+void pack_float64(msgpack::packer<msgpack::sbuffer>& pk, double d);
+
 // Writing: a map whose size is known only at the end is built from pairs.
 class MapWriter {
  public:
@@ -58,7 +73,7 @@ class MapWriter {
   void str(std::string_view k, std::string_view v) { key(k); key(v); }
   void u64(std::string_view k, std::uint64_t v) { key(k); pk_.pack_uint64(v); }
   void i64(std::string_view k, std::int64_t v) { key(k); pk_.pack_int64(v); }
-  void f64(std::string_view k, double v) { key(k); pk_.pack_double(v); }
+  void f64(std::string_view k, double v) { key(k); pack_float64(pk_, v); }
   void boolean(std::string_view k, bool v) { key(k); v ? pk_.pack_true() : pk_.pack_false(); }
 
  private:
