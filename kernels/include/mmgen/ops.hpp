@@ -1,0 +1,108 @@
+// mmgen::ops — the one door to the project's custom kernels (DESIGN.md,
+// principle 4). Every op is also a registered torch operator (namespace
+// "mmgen", e.g. torch.ops.mmgen.rms_norm) with a CPU and, when the CUDA
+// toolkit was present at build time, a CUDA kernel; these functions call
+// through the dispatcher, so the device of the inputs picks the kernel.
+//
+// Common rules
+//  - Floating tensors are float32, bfloat16 or float16; arithmetic is float32
+//    with one rounding to the output dtype unless an op says otherwise.
+//  - The innermost dimension must be contiguous (stride 1); other strides are
+//    free (views such as q = qkv[..., :Hq*D].view(T, Hq, D) work as they are).
+//  - Bad input (shape, dtype, device, out-of-range index) throws c10::Error
+//    (a std::exception) whose message names the op and the argument.
+//  - Outputs are new contiguous tensors unless an op says "in place".
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+
+#include <cstdint>
+
+namespace mmgen::ops {
+
+// out = weight * (x * rsqrt(mean(x^2) + eps)).to(x.dtype)   (transformers' Qwen3RMSNorm)
+// x [..., C]; weight [C] of x's dtype or float32; out dtype = result_type(x, weight).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// residual = (x + residual).to(residual.dtype) IN PLACE; returns rms_norm(residual, weight, eps).
+// x, residual [..., C] of one dtype (the pre-norm residual stream of a decoder layer).
+at::Tensor fused_add_rms_norm(const at::Tensor& x, at::Tensor& residual, const at::Tensor& weight, double eps);
+
+enum class RopeStyle : std::int64_t {
+  NeoX = 0,         // rotate_half: feature i pairs with i + R/2 (Qwen LLMs, Qwen-VL text)
+  Interleaved = 1,  // complex pairs (2i, 2i+1) (Qwen-Image, Wan)
+};
+
+// Rotates the first R = 2 * cos.size(-1) features of every head of q and k IN
+// PLACE (features past R are left alone: partial rotary).
+// q [T, Hq, D] or [B, S, Hq, D]; k the same leading dims with Hk heads.
+// cos, sin: [T or S, R/2] (one row per position, shared across the batch) or
+// [B, S, R/2]; float32 (recommended) or q's dtype. Build them with the
+// rope_tables* helpers below; multi-axis layouts are only a matter of tables.
+void rope(at::Tensor& q, at::Tensor& k, const at::Tensor& cos, const at::Tensor& sin, RopeStyle style);
+
+// gate_up [..., 2I] = [gate | up] -> silu(gate) * up  [..., I]
+at::Tensor silu_and_mul(const at::Tensor& gate_up);
+
+// gelu(x, approximate="tanh")
+at::Tensor gelu_tanh(const at::Tensor& x);
+
+// layer_norm(x, no affine, eps) * (1 + scale) + shift, statistics and arithmetic in float32.
+// x [B, S, D]; shift, scale [B, D], [B, 1, D] or [B, S, D] (per-token modulation), of
+// x's dtype or float32.
+at::Tensor adaln_modulate(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, double eps);
+
+// x + gate * y in float32. x, y [B, S, D]; gate [B, D], [B, 1, D] or [B, S, D], x's dtype or float32.
+at::Tensor gated_residual(const at::Tensor& x, const at::Tensor& y, const at::Tensor& gate);
+
+// Decode attention (one new token per sequence) over a paged KV cache, GQA.
+// q [B, Hq, D]; k_cache, v_cache [num_blocks, block_size, Hkv, D] contiguous, q's
+// dtype; block_tables [B, max_blocks] int32; context_lens [B] int32 (0 gives
+// zeros); softmax(q.k * scale) in float32. Returns [B, Hq, D].
+// CUDA kernels exist for D in {64, 128, 256}.
+at::Tensor paged_attention_decode(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
+                                  const at::Tensor& block_tables, const at::Tensor& context_lens, double scale);
+
+// Writes k, v [T, Hkv, D] into the caches at slot_mapping [T] int64
+// (slot = block * block_size + offset; -1 skips the token) IN PLACE.
+void reshape_and_cache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_cache, at::Tensor& v_cache,
+                       const at::Tensor& slot_mapping);
+
+// ---- rotary tables ---------------------------------------------------------------
+// cos/sin tables in float32, shape [N, R/2], for rope(). Angles are computed
+// in `compute` precision (float32 as transformers and Qwen-Image do; float64
+// as diffusers' Wan does), then cast.
+struct RopeTables {
+  at::Tensor cos;
+  at::Tensor sin;
+};
+
+// 1/theta^(2i/R), i < R/2, as float32 (transformers' default inv_freq).
+at::Tensor rope_inv_freq(std::int64_t rot_dim, double theta, at::ScalarType compute = at::kFloat);
+
+// 1-D positions [N] (any real or integer dtype): angle[n, i] = pos[n] * inv_freq[i].
+RopeTables rope_tables(const at::Tensor& positions, std::int64_t rot_dim, double theta,
+                       at::ScalarType compute = at::kFloat);
+
+// Several axes, each with its own share of the rotary features, concatenated
+// in axis order: positions [N, A], axes_dims[a] features (even) for axis a,
+// each axis with its own inv_freq over axes_dims[a]. Qwen-Image: (16, 56, 56)
+// for (frame, height, width); Wan: (44, 42, 42) for (t, h, w), in float64.
+RopeTables rope_tables_multi_axis(const at::Tensor& positions, c10::IntArrayRef axes_dims, double theta,
+                                  at::ScalarType compute = at::kFloat);
+
+// M-RoPE (Qwen2.5-VL / Qwen3-VL): positions [3, N] (t, h, w); one inv_freq over
+// rot_dim; frequency i takes its angle from the axis its section assigns.
+// Contiguous sections (Qwen2.5-VL, mrope_section [16, 24, 24]): the first
+// sections[0] frequencies from t, the next sections[1] from h, then w.
+// Interleaved (Qwen3-VL/3.5, e.g. [11, 11, 10]): frequency i from h when
+// i % 3 == 1 and i < 3 * sections[1], from w when i % 3 == 2 and
+// i < 3 * sections[2], else from t.
+RopeTables rope_tables_mrope(const at::Tensor& positions, std::int64_t rot_dim, double theta,
+                             c10::IntArrayRef sections, bool interleaved, at::ScalarType compute = at::kFloat);
+
+// Which kernels this build holds: "cpu:<isa>" and, if built, "cuda".
+const char* build_info();
+
+}  // namespace mmgen::ops
