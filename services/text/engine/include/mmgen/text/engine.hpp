@@ -1,0 +1,107 @@
+// The batching engine: runs the scheduler's plans on a Qwen model over a
+// paged KV cache and turns sampled tokens into per-request events.
+//
+// Single-threaded by design (DESIGN.md "logic apart from I/O"): add(),
+// cancel() and step() are called from one thread; EngineLoop
+// (engine_loop.hpp) puts a thread and a mailbox around it for the worker.
+//
+// One step: schedule -> flatten the plan into ids [T], positions [T] and paged
+// attention metadata -> model forward (new K/V written into the cache blocks)
+// -> logits of the last token of each sequence that completes its known
+// tokens -> each request's own Sampler -> stop checks (stop ids, max tokens,
+// stop strings on the detokenized text) -> events -> scheduler update.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "mmgen/text/attention.hpp"
+#include "mmgen/text/detokenizer.hpp"
+#include "mmgen/text/qwen_model.hpp"
+#include "mmgen/text/sampling.hpp"
+#include "mmgen/text/scheduler.hpp"
+#include "mmgen/text/tokenizer.hpp"
+
+namespace mmgen::text {
+
+struct EngineConfig {
+  std::int64_t kv_cache_bytes = std::int64_t(256) << 20;  // --kv-cache-memory
+  std::int32_t block_size = 16;
+  std::int32_t max_num_seqs = 16;
+  std::int64_t max_num_batched_tokens = 512;  // per step: the chunked-prefill budget
+  std::int64_t max_model_len = 0;             // 0: the model's max_position_embeddings
+  bool enable_prefix_caching = true;
+};
+
+// What the engine tells a request, once per sampled token; the last event has finished set.
+struct TokenEvent {
+  RequestId id = 0;
+  std::optional<TokenId> token;       // none on an event that only finishes (error, cancel)
+  float logprob = 0;
+  std::vector<TokenLogprob> top_logprobs;
+  std::string text;                   // detokenized text made complete by this token (never half a UTF-8 char)
+  bool finished = false;
+  std::string finish_reason;          // "stop" | "length" | "error"
+  std::string error;                  // with finish_reason "error"
+};
+using EventSink = std::function<void(const TokenEvent&)>;
+
+class Engine {
+ public:
+  // `tokenizer` may be null (no text in events: benchmarks, token-level tests).
+  Engine(const QwenForCausalLM& model, std::shared_ptr<const Tokenizer> tokenizer, GenerationDefaults defaults,
+         EngineConfig cfg);
+
+  // Queues a request; `sink` is called from step() for each of its tokens.
+  // Throws ProtocolError(invalid_request) for bad params, an empty prompt or
+  // one beyond the context or the cache.
+  RequestId add(std::vector<TokenId> prompt, const SamplingParams& params, EventSink sink);
+  // Removes the request and frees its blocks at once; no further events.
+  bool cancel(RequestId id);
+  // Runs one scheduler step; false when there was nothing to do.
+  bool step();
+  bool has_work() const { return scheduler_.has_work(); }
+
+  const GenerationDefaults& defaults() const { return defaults_; }
+  const Scheduler& scheduler() const { return scheduler_; }
+  std::int64_t max_model_len() const { return scheduler_.config().max_model_len; }
+  std::int64_t cached_prefix_tokens(RequestId id) const { return scheduler_.cached_prefix_tokens(id); }
+  std::int64_t total_preemptions() const { return preemptions_; }
+
+ private:
+  struct Live {
+    RequestId id = 0;
+    Sampler sampler;
+    std::int64_t max_new = 0;
+    std::int64_t generated = 0;
+    std::unordered_set<TokenId> stop_ids;
+    std::optional<IncrementalDetokenizer> detok;
+    StopStringMatcher stops;
+    EventSink sink;
+  };
+  void finish_with_error(const std::vector<RequestId>& ids, const std::string& message);
+
+  const QwenForCausalLM& model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  GenerationDefaults defaults_;
+  Scheduler scheduler_;
+  KvCache cache_;
+  std::unordered_map<RequestId, std::unique_ptr<Live>> live_;
+  RequestId next_id_ = 1;
+  std::int64_t preemptions_ = 0;
+};
+
+// Builds the engine's scheduler/cache configuration for a model (blocks from
+// the byte budget in the model dtype). Exposed for tests and the benchmark.
+SchedulerConfig scheduler_config_for(const QwenConfig& model, const EngineConfig& cfg);
+KvCacheConfig cache_config_for(const QwenConfig& model, c10::ScalarType dtype, const EngineConfig& cfg);
+
+}  // namespace mmgen::text

@@ -1,0 +1,181 @@
+// The batching engine (engine.hpp).
+#include "mmgen/text/engine.hpp"
+
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/tensor.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "mmgen/protocol.hpp"
+
+namespace mmgen::text {
+
+SchedulerConfig scheduler_config_for(const QwenConfig& model, const EngineConfig& cfg) {
+  SchedulerConfig s;
+  s.max_num_seqs = cfg.max_num_seqs;
+  s.max_num_batched_tokens = cfg.max_num_batched_tokens;
+  s.max_model_len = cfg.max_model_len > 0 ? std::min(cfg.max_model_len, model.max_position_embeddings)
+                                          : model.max_position_embeddings;
+  return s;
+}
+
+KvCacheConfig cache_config_for(const QwenConfig& model, c10::ScalarType dtype, const EngineConfig& cfg) {
+  KvCacheConfig c;
+  c.block_size = cfg.block_size;
+  c.enable_prefix_caching = cfg.enable_prefix_caching;
+  c.num_blocks = KvCacheConfig::blocks_for_budget(cfg.kv_cache_bytes, cfg.block_size, model.num_hidden_layers,
+                                                  model.num_key_value_heads, model.head_dim,
+                                                  std::int64_t(c10::elementSize(dtype)));
+  if (c.num_blocks < 1) {
+    throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                               "--kv-cache-memory " + std::to_string(cfg.kv_cache_bytes) +
+                                   " bytes holds no KV block of " + std::to_string(cfg.block_size) + " tokens");
+  }
+  return c;
+}
+
+Engine::Engine(const QwenForCausalLM& model, std::shared_ptr<const Tokenizer> tokenizer, GenerationDefaults defaults,
+               EngineConfig cfg)
+    : model_(model),
+      tokenizer_(std::move(tokenizer)),
+      defaults_(std::move(defaults)),
+      scheduler_(scheduler_config_for(model.config(), cfg), cache_config_for(model.config(), model.model.dtype(), cfg)),
+      cache_(KvCache::paged(model.config().num_hidden_layers, scheduler_.cache().num_blocks(), cfg.block_size,
+                            model.config().num_key_value_heads, model.config().head_dim, model.model.dtype(),
+                            model.model.device())) {}
+
+RequestId Engine::add(std::vector<TokenId> prompt, const SamplingParams& params, EventSink sink) {
+  params.validate();
+  const std::int64_t vocab = model_.config().vocab_size;
+  for (TokenId t : prompt) {
+    if (t < 0 || t >= vocab) {
+      throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                                 "prompt token " + std::to_string(t) + " is outside the model's vocabulary of " +
+                                     std::to_string(vocab));
+    }
+  }
+  const RequestId id = next_id_++;
+  auto live = std::make_unique<Live>(Live{id, Sampler(params, prompt), 0, 0, {}, std::nullopt,
+                                          StopStringMatcher(params.stop), std::move(sink)});
+  live->max_new = scheduler_.add(id, std::move(prompt), params.max_tokens);
+  if (!params.ignore_eos) live->stop_ids.insert(defaults_.eos_token_ids.begin(), defaults_.eos_token_ids.end());
+  live->stop_ids.insert(params.stop_token_ids.begin(), params.stop_token_ids.end());
+  if (tokenizer_) live->detok.emplace(*tokenizer_, /*skip_special_tokens=*/true);
+  live_.emplace(id, std::move(live));
+  return id;
+}
+
+bool Engine::cancel(RequestId id) {
+  live_.erase(id);
+  return scheduler_.cancel(id);
+}
+
+void Engine::finish_with_error(const std::vector<RequestId>& ids, const std::string& message) {
+  for (RequestId id : ids) {
+    auto it = live_.find(id);
+    if (it == live_.end()) continue;
+    TokenEvent ev;
+    ev.id = id;
+    ev.finished = true;
+    ev.finish_reason = "error";
+    ev.error = message;
+    EventSink sink = std::move(it->second->sink);
+    live_.erase(it);
+    scheduler_.cancel(id);
+    if (sink) sink(ev);
+  }
+}
+
+bool Engine::step() {
+  SchedulePlan plan = scheduler_.schedule();
+  preemptions_ += std::int64_t(plan.preempted.size());
+  if (plan.empty()) return false;
+
+  // ---- flatten the plan -------------------------------------------------------------
+  std::vector<std::int64_t> ids, positions, sample_rows;
+  std::vector<SequenceSlice> slices;
+  std::vector<std::vector<std::int32_t>> tables;
+  std::vector<RequestId> sampling;
+  ids.reserve(std::size_t(plan.num_tokens));
+  positions.reserve(std::size_t(plan.num_tokens));
+  for (const ScheduledSeq& s : plan.seqs) {
+    const auto start = std::int64_t(ids.size());
+    const auto n = std::int64_t(s.tokens.size());
+    for (std::int64_t j = 0; j < n; ++j) {
+      ids.push_back(s.tokens[std::size_t(j)]);
+      positions.push_back(s.context_len + j);
+    }
+    slices.push_back(SequenceSlice{start, n, s.context_len, 0});
+    tables.push_back(s.blocks);
+    if (s.samples) {
+      sample_rows.push_back(start + n - 1);
+      sampling.push_back(s.id);
+    }
+  }
+
+  StepResult result;
+  at::Tensor logits;  // [N, V] float32 on the CPU
+  try {
+    const c10::Device device = model_.model.device();
+    auto long_opts = at::TensorOptions().dtype(at::kLong);
+    AttentionMetadata meta =
+        AttentionMetadata::build_paged(std::move(slices), tables, scheduler_.cache().block_size(), device);
+    at::Tensor hidden = model_.forward(at::tensor(ids, long_opts), at::tensor(positions, long_opts), meta, cache_);
+    if (!sample_rows.empty()) {
+      at::Tensor last = hidden.index_select(0, at::tensor(sample_rows, long_opts).to(device));  // [N, H]
+      logits = model_.logits(last).to(at::kCPU).to(at::kFloat).contiguous();                   // [N, V]
+    }
+  } catch (const std::exception& e) {
+    std::vector<RequestId> all;
+    for (const auto& s : plan.seqs) all.push_back(s.id);
+    scheduler_.update(result);
+    finish_with_error(all, std::string("model step failed: ") + e.what());
+    return true;
+  }
+
+  // ---- sample and check stops ---------------------------------------------------------
+  const std::int64_t V = logits.defined() ? logits.size(1) : 0;
+  std::vector<std::pair<EventSink, TokenEvent>> events;
+  for (std::size_t i = 0; i < sampling.size(); ++i) {
+    auto it = live_.find(sampling[i]);
+    if (it == live_.end()) continue;
+    Live& r = *it->second;
+    const float* row = logits.data_ptr<float>() + std::int64_t(i) * V;
+    SampleOutput out = r.sampler.sample(std::span<const float>(row, std::size_t(V)));
+    ++r.generated;
+    TokenEvent ev;
+    ev.id = r.id;
+    ev.token = out.token;
+    ev.logprob = out.logprob;
+    ev.top_logprobs = std::move(out.top);
+    const bool stop_token = r.stop_ids.count(out.token) > 0;
+    bool stopped = stop_token;
+    if (!stop_token && r.detok) {
+      auto m = r.stops.push(r.detok->push(out.token));
+      ev.text = std::move(m.text);
+      stopped = m.stopped;
+    }
+    if (stopped || r.generated >= r.max_new) {
+      ev.finished = true;
+      ev.finish_reason = stopped ? "stop" : "length";
+      if (!stopped && r.detok) {
+        auto m = r.stops.push(r.detok->finish());
+        ev.text += m.text;
+        if (!m.stopped) ev.text += r.stops.finish();
+      }
+      result.finished.push_back(r.id);
+      events.emplace_back(std::move(r.sink), std::move(ev));
+      live_.erase(it);
+    } else {
+      result.sampled.push_back({r.id, out.token});
+      events.emplace_back(r.sink, std::move(ev));
+    }
+  }
+  scheduler_.update(result);
+  for (auto& [sink, ev] : events)
+    if (sink) sink(ev);
+  return true;
+}
+
+}  // namespace mmgen::text

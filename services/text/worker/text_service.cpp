@@ -1,0 +1,208 @@
+// The text service (text_service.hpp).
+//
+// GCC 12 at -O2 reports moves of mmgen::Value (a std::variant holding maps and
+// vectors) into containers as maybe-uninitialized: a known false positive of
+// its variant inlining (GCC bug 105593 family). Silenced for this file only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include "text_service.hpp"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+#include "mmgen/io/checkpoint.hpp"
+#include "mmgen/log.hpp"
+#include "mmgen/protocol.hpp"
+#include "mmgen/text/chat.hpp"
+#include "mmgen/text/engine.hpp"
+#include "mmgen/text/engine_loop.hpp"
+#include "mmgen/text/json.hpp"
+#include "text_request.hpp"
+
+namespace mmgen::text {
+
+struct TextService::State {
+  std::unique_ptr<QwenForCausalLM> model;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  ChatTemplate chat_template;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<EngineLoop> loop;  // last: its thread stops first
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+c10::ScalarType parse_dtype(const std::string& s) {
+  if (s == "float32") return at::kFloat;
+  if (s == "bfloat16") return at::kBFloat16;
+  if (s == "float16") return at::kHalf;
+  throw std::invalid_argument("--dtype must be float32, bfloat16 or float16, not '" + s + "'");
+}
+
+Value to_value(const Json& j) {
+  return std::visit(
+      [](const auto& x) -> Value {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, std::nullptr_t>) {
+          return Value();
+        } else if constexpr (std::is_same_v<T, JsonArray>) {
+          ValueArray a;
+          for (const Json& e : x) a.push_back(to_value(e));
+          return Value(std::move(a));
+        } else if constexpr (std::is_same_v<T, JsonObject>) {
+          ValueMap m;
+          for (const auto& [k, v] : x) m[k] = to_value(v);
+          return Value(std::move(m));
+        } else {
+          return Value(x);
+        }
+      },
+      j.storage());
+}
+
+}  // namespace
+
+std::int64_t parse_byte_size(const std::string& text) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    throw std::invalid_argument("not a size: '" + text + "'");
+  }
+  std::string unit = text.substr(used);
+  double mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "K" || unit == "KiB" || unit == "KB") mult = 1024.0;
+  else if (unit == "M" || unit == "MiB" || unit == "MB") mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB" || unit == "GB") mult = 1024.0 * 1024 * 1024;
+  else throw std::invalid_argument("unknown size unit in '" + text + "' (use K, M, G)");
+  if (!(v > 0)) throw std::invalid_argument("size must be positive: '" + text + "'");
+  return std::int64_t(v * mult);
+}
+
+TextService::TextService(const TextServiceOptions& opts) : s_(std::make_unique<State>()) {
+  if (opts.model_dir.empty()) throw std::invalid_argument("mmgen-text needs --model DIR");
+  if (opts.threads > 0) at::set_num_threads(int(opts.threads));
+  model_name_ = opts.model_dir.filename().string();
+  if (model_name_.empty()) model_name_ = opts.model_dir.parent_path().filename().string();
+  io::LoadOptions lo{parse_dtype(opts.dtype), c10::Device(opts.device)};
+  s_->model = std::make_unique<QwenForCausalLM>(QwenForCausalLM::load(opts.model_dir, lo));
+  s_->tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_directory(opts.model_dir));
+  s_->chat_template = ChatTemplate::from_model_dir(opts.model_dir);
+  GenerationDefaults defaults = GenerationDefaults::load(opts.model_dir);
+  if (defaults.eos_token_ids.empty()) {
+    for (auto id : s_->model->config().eos_token_ids) defaults.eos_token_ids.push_back(TokenId(id));
+  }
+  EngineConfig ec;
+  ec.kv_cache_bytes = opts.kv_cache_bytes;
+  ec.block_size = opts.block_size;
+  ec.max_num_seqs = opts.max_num_seqs;
+  ec.max_num_batched_tokens = opts.max_num_batched_tokens;
+  ec.max_model_len = opts.max_model_len;
+  ec.enable_prefix_caching = opts.enable_prefix_caching;
+  s_->engine = std::make_unique<Engine>(*s_->model, s_->tokenizer, std::move(defaults), ec);
+  s_->loop = std::make_unique<EngineLoop>(*s_->engine);
+}
+
+TextService::~TextService() {
+  if (s_) s_->loop.reset();  // stop the engine thread before the engine and model go
+}
+
+worker::Outcome TextService::run(worker::JobContext& ctx) {
+  const TextRequest req = parse_text_request(ctx.params(), s_->chat_template, s_->engine->defaults());
+  const std::vector<TokenId> prompt = s_->tokenizer->encode(req.prompt_text);
+  const auto t0 = Clock::now();
+  auto stream = s_->loop->submit(prompt, req.sampling);
+  // Whatever ends this handler early (cancel, an exception) takes the request out of the engine.
+  struct CancelGuard {
+    EngineLoop& loop;
+    std::shared_ptr<RequestStream>& s;
+    ~CancelGuard() {
+      if (!s->finished()) loop.cancel(s);
+    }
+  } guard{*s_->loop, stream};
+
+  ReasoningStreamParser parser(req.starts_in_reasoning);
+  std::string raw;
+  ValueArray tokens;
+  std::optional<Clock::time_point> first, last;
+  TokenEvent final_event;
+  for (;;) {
+    ctx.check_cancelled();
+    std::optional<TokenEvent> ev = stream->next(std::chrono::milliseconds(50));
+    if (!ev) continue;
+    raw += ev->text;
+    auto delta = parser.push(ev->text);
+    if (ev->finished) {
+      auto tail = parser.finish();
+      delta.content += tail.content;
+      delta.reasoning += tail.reasoning;
+    }
+    if (ev->token) {
+      last = Clock::now();
+      if (!first) first = last;
+      tokens.push_back(Value(std::int64_t(*ev->token)));
+      ValueMap part;
+      part["text"] = delta.content;
+      part["reasoning"] = delta.reasoning;
+      part["token"] = std::int64_t(*ev->token);
+      if (!ev->top_logprobs.empty() || req.sampling.logprobs > 0) {
+        ValueArray top;
+        for (const auto& t : ev->top_logprobs) {
+          ValueMap entry;  // (assignments: GCC 12 misreads brace-built maps of Values as uninitialized)
+          entry["token"] = std::int64_t(t.token);
+          entry["logprob"] = double(t.logprob);
+          top.push_back(std::move(entry));
+        }
+        part["logprob"] = double(ev->logprob);
+        part["top_logprobs"] = std::move(top);
+      }
+      ctx.partial(std::move(part));
+    }
+    if (ev->finished) {
+      final_event = std::move(*ev);
+      break;
+    }
+  }
+  if (final_event.finish_reason == "error") throw proto::ProtocolError(proto::ErrorCode::internal, final_event.error);
+
+  const ParsedReply reply = parse_reply(raw, req.starts_in_reasoning);
+  ValueArray calls;
+  for (const ToolCall& c : reply.tool_calls) {
+    ValueMap call;
+    call["name"] = c.name;
+    call["arguments"] = to_value(c.arguments);
+    calls.push_back(std::move(call));
+  }
+  const auto n = std::int64_t(tokens.size());
+  const double ttft_ms = first ? std::chrono::duration<double, std::milli>(*first - t0).count() : 0.0;
+  double tps = 0;
+  if (first && last && n > 1) {
+    const double s = std::chrono::duration<double>(*last - *first).count();
+    if (s > 0) tps = double(n - 1) / s;
+  }
+  worker::Outcome out;
+  ValueMap& d = out.data;
+  d["text"] = reply.content;
+  d["reasoning"] = reply.reasoning;
+  d["tool_calls"] = std::move(calls);
+  d["finish_reason"] = final_event.finish_reason;
+  d["prompt_tokens"] = std::int64_t(prompt.size());
+  d["completion_tokens"] = n;
+  d["tokens"] = std::move(tokens);
+  d["ttft_ms"] = ttft_ms;
+  d["tokens_per_s"] = tps;
+  out.metrics["ttft_ms"] = ttft_ms;
+  out.metrics["tokens_per_s"] = tps;
+  out.metrics["completion_tokens"] = n;
+  return out;
+}
+
+}  // namespace mmgen::text
