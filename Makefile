@@ -47,6 +47,10 @@ demo: build
 bench: build
 	@scripts/bench.sh $(BUILD)
 
+# Regenerate the tiny checkpoints and reference outputs in tests/fixtures/.
+fixtures: setup
+	$(VENV_PY) scripts/fixtures/make_text_fixtures.py
+
 stack: build
 	@scripts/stack.sh --build $(BUILD) up
 
