@@ -49,7 +49,7 @@ bench: build
 
 # Regenerate the tiny checkpoints and reference outputs in tests/fixtures/.
 fixtures: setup
-	$(VENV_PY) scripts/fixtures/make_text_fixtures.py
+	@set -e; for f in scripts/fixtures/make_*_fixtures.py; do echo "== $$f"; $(VENV_PY) $$f; done
 
 stack: build
 	@scripts/stack.sh --build $(BUILD) up

@@ -1,13 +1,18 @@
 // broker_bench: what the broker costs. Echo jobs with small payloads through a
 // real mmgen-broker and real mmgen-echo workers, against a direct
 // DEALER<->ROUTER echo measured in the same run:
-//   - round-trip latency p50/p99 (one job at a time) and the broker's overhead
+//   - round-trip latency p50/p99 (one job at a time) and the broker's overhead,
+//     both paths in alternating blocks; CPU time per job of each process
 //   - throughput in jobs/s with 1, 4 and 16 workers (pipelined submits)
 //   - a 10 MB payload round trip, through the broker and direct
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,6 +25,22 @@ using Clock = std::chrono::steady_clock;
 namespace proto = mmgen::proto;
 
 namespace {
+
+// CPU time (µs) a process has used so far, all threads (Linux schedstat: ns
+// resolution, unlike getrusage's ticks). On two cores the round trip is
+// mostly this CPU time, spread over seven threads in three processes; the
+// split says where it goes. (On a loaded VM it includes steal time, so it is
+// noisy too.)
+double cpu_us(pid_t pid) {
+  double total = 0;
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::ifstream f(t.path() / "schedstat");
+    double ns = 0;
+    if (f >> ns) total += ns / 1000.0;
+  }
+  return total;
+}
 
 double us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
@@ -59,25 +80,31 @@ class DirectEcho {
   std::thread thread_;
 };
 
-// One round trip of a message shaped like a small SUBMIT (4 frames).
-std::vector<double> direct_latencies(const std::string& ep, int n, const std::string& payload) {
-  zmq::context_t ctx;
-  zmq::socket_t s(ctx, zmq::socket_type::dealer);
-  mmgen::zmqu::configure_dealer(s, 1ll << 30);
-  s.connect(ep);
-  std::vector<double> out;
-  for (int i = 0; i < n + 50; ++i) {
-    auto t0 = Clock::now();
-    mmgen::zmqu::Frames f;
-    f.push_back(mmgen::zmqu::msg("MMGC01"));
-    f.push_back(mmgen::zmqu::msg("\x01"));
-    f.push_back(mmgen::zmqu::msg(payload));
-    mmgen::zmqu::send_multipart(s, std::move(f), false);
-    mmgen::zmqu::recv_multipart(s);
-    if (i >= 50) out.push_back(us(Clock::now() - t0));  // the first 50 warm up
+// The baseline's client: one DEALER for the whole run, like the broker
+// client's socket. Each round trip is a message shaped like a small SUBMIT.
+class DirectClient {
+ public:
+  explicit DirectClient(const std::string& ep) : s_(ctx_, zmq::socket_type::dealer) {
+    mmgen::zmqu::configure_dealer(s_, 1ll << 30);
+    s_.connect(ep);
   }
-  return out;
-}
+  void round_trips(int n, const std::string& payload, std::vector<double>* out) {
+    for (int i = 0; i < n; ++i) {
+      auto t0 = Clock::now();
+      mmgen::zmqu::Frames f;
+      f.push_back(mmgen::zmqu::msg("MMGC01"));
+      f.push_back(mmgen::zmqu::msg("\x01"));
+      f.push_back(mmgen::zmqu::msg(payload));
+      mmgen::zmqu::send_multipart(s_, std::move(f), false);
+      mmgen::zmqu::recv_multipart(s_);
+      if (out) out->push_back(us(Clock::now() - t0));
+    }
+  }
+
+ private:
+  zmq::context_t ctx_;
+  zmq::socket_t s_;
+};
 
 proto::Submit small_job(int i) {
   proto::Submit s;
@@ -86,9 +113,9 @@ proto::Submit small_job(int i) {
   return s;
 }
 
-std::vector<double> broker_latencies(mmgen::client::Client& c, int n) {
-  std::vector<double> out;
-  for (int i = 0; i < n + 50; ++i) {
+// Submit to terminal event (ACCEPTED and STARTED arrive on the way).
+void broker_round_trips(mmgen::client::Client& c, int n, std::vector<double>* out) {
+  for (int i = 0; i < n; ++i) {
     auto t0 = Clock::now();
     c.submit(small_job(i));
     std::string job;
@@ -98,9 +125,8 @@ std::vector<double> broker_latencies(mmgen::client::Client& c, int n) {
       if (ev->kind == proto::EventCmd::Accepted) job = ev->job;
       if (ev->is_terminal() && ev->job == job) break;
     }
-    if (i >= 50) out.push_back(us(Clock::now() - t0));
+    if (out) out->push_back(us(Clock::now() - t0));
   }
-  return out;
 }
 
 double broker_throughput(mmgen::client::Client& c, int jobs, int window) {
@@ -154,15 +180,17 @@ double direct_big_roundtrip_ms(const std::string& ep, const std::string& blob) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --latency-only: just the round-trip table (quick to repeat while tuning).
+  const bool latency_only = argc > 1 && std::string(argv[1]) == "--latency-only";
   constexpr int kLatencyJobs = 2000;
   constexpr int kThroughputJobs = 20000;
   std::printf("broker_bench: echo jobs through mmgen-broker + mmgen-echo vs a direct DEALER<->ROUTER echo\n");
   std::printf("machine: %u hardware threads\n\n", std::thread::hardware_concurrency());
 
   DirectEcho direct;
+  DirectClient direct_client(direct.endpoint());
   const std::string small_body(48, 'x');
-  auto d_lat = direct_latencies(direct.endpoint(), kLatencyJobs, small_body);
 
   mmgen::itest::StackOptions so;
   so.heartbeat_ms = 1000;
@@ -171,13 +199,39 @@ int main() {
   stack.start_echo({"--capacity", "64"});
   stack.wait_workers("echo", 1, 30s);
   auto c = stack.client();
-  auto b_lat = broker_latencies(*c, kLatencyJobs);
+
+  // Both paths in alternating blocks, after a warm-up each, so a change in
+  // the machine's load (it is shared) affects both alike.
+  // CPU: the direct echo runs in this process; the broker path adds the
+  // broker and worker processes.
+  constexpr int kBlocks = 10;
+  std::vector<double> d_lat, b_lat;
+  double d_cpu = 0, b_cpu_self = 0, b_cpu_broker = 0, b_cpu_worker = 0;
+  const pid_t self = ::getpid(), broker_pid = stack.broker().pid(), worker_pid = stack.echo(0).pid();
+  direct_client.round_trips(50, small_body, nullptr);
+  broker_round_trips(*c, 50, nullptr);
+  for (int b = 0; b < kBlocks; ++b) {
+    double s0 = cpu_us(self);
+    direct_client.round_trips(kLatencyJobs / kBlocks, small_body, &d_lat);
+    double s1 = cpu_us(self), br1 = cpu_us(broker_pid), w1 = cpu_us(worker_pid);
+    broker_round_trips(*c, kLatencyJobs / kBlocks, &b_lat);
+    d_cpu += s1 - s0;
+    b_cpu_self += cpu_us(self) - s1;
+    b_cpu_broker += cpu_us(broker_pid) - br1;
+    b_cpu_worker += cpu_us(worker_pid) - w1;
+  }
 
   std::printf("%-34s %12s %12s\n", "round trip (1 job at a time)", "p50 us", "p99 us");
   std::printf("%-34s %12.1f %12.1f\n", "direct DEALER<->ROUTER", percentile(d_lat, .5), percentile(d_lat, .99));
   std::printf("%-34s %12.1f %12.1f\n", "through broker + echo worker", percentile(b_lat, .5), percentile(b_lat, .99));
-  std::printf("%-34s %12.1f %12.1f   (target p50 <= 150 us)\n\n", "broker adds",
+  std::printf("%-34s %12.1f %12.1f   (target p50 <= 150 us)\n", "broker adds",
               percentile(b_lat, .5) - percentile(d_lat, .5), percentile(b_lat, .99) - percentile(d_lat, .99));
+  const double n = kLatencyJobs;
+  std::printf("%-34s %12.1f   (client %.1f, broker %.1f, echo worker %.1f)\n", "CPU per job, broker path (us)",
+              (b_cpu_self + b_cpu_broker + b_cpu_worker) / n, b_cpu_self / n, b_cpu_broker / n,
+              b_cpu_worker / n);
+  std::printf("%-34s %12.1f\n\n", "CPU per job, direct (us)", d_cpu / n);
+  if (latency_only) return 0;
 
   std::printf("%-34s %12s\n", "throughput (pipelined, 20k jobs)", "jobs/s");
   double t1 = broker_throughput(*c, kThroughputJobs, 512);

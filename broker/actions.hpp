@@ -1,14 +1,17 @@
 // What the dispatcher asks the I/O loop to do. The dispatcher appends these in
-// order; the loop executes them in that order. Journal writes (PersistJob,
-// StoreInputs) take effect in the current journal transaction,
-// and the loop commits that transaction before it sends anything, so a client
-// never sees ACCEPTED (or any later event) for a state the journal lacks.
+// order; the loop executes them in that order, except that messages to
+// workers (and StoreInputs, which a JOB may need) go first: they need no
+// commit. Journal writes (PersistJob, StoreInputs) take effect in the current
+// journal transaction, and the loop commits that transaction before it sends
+// anything to clients, so a client never sees ACCEPTED (or any later event)
+// for a state the journal lacks.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "job.hpp"
 #include "mmgen/protocol.hpp"
@@ -73,5 +76,12 @@ struct Notify {
 
 using Action = std::variant<PersistJob, StoreInputs, SendJob, SendCancel, SendHeartbeat,
                             SendDisconnect, Notify>;
+
+// Merges the journal writes of one batch of actions where the row on disk
+// after the commit is the same: a new job's row is inserted with the last
+// non-final status the batch gives it (a SUBMIT dispatched at once: queued,
+// then running), and those later writes are dropped. The loop calls it on
+// every batch, before executing it; nothing reads a row's status in between.
+void coalesce_journal_writes(std::vector<Action>& actions);
 
 }  // namespace mmgen::broker

@@ -188,9 +188,9 @@ std::string select(const char* tail) { return std::string("SELECT ") + kColumns 
 struct Journal::Impl {
   sqlite3* db = nullptr;
   bool in_tx = false;
-  std::unique_ptr<Statement> begin, commit, insert, update, store_result, load_result,
-      load_inputs, load_outputs, find, find_by_key, recent_all, recent_service, unfinished,
-      expired, delete_job;
+  std::unique_ptr<Statement> begin, commit, insert, update, update_with_result, store_result,
+      load_result, load_inputs, load_outputs, find, find_by_key, recent_all, recent_service,
+      unfinished, expired, delete_job;
 
   void open_tx() {
     if (!in_tx) {
@@ -200,9 +200,9 @@ struct Journal::Impl {
   }
   ~Impl() {
     // Statements first: sqlite3_close refuses while any is alive.
-    for (auto* s : {&begin, &commit, &insert, &update, &store_result, &load_result, &load_inputs,
-                    &load_outputs, &find, &find_by_key, &recent_all, &recent_service, &unfinished,
-                    &expired, &delete_job})
+    for (auto* s : {&begin, &commit, &insert, &update, &update_with_result, &store_result,
+                    &load_result, &load_inputs, &load_outputs, &find, &find_by_key, &recent_all,
+                    &recent_service, &unfinished, &expired, &delete_job})
       s->reset();
     if (db) sqlite3_close(db);
   }
@@ -248,6 +248,11 @@ Journal::Journal(const std::filesystem::path& dir) : impl_(std::make_unique<Impl
       "UPDATE jobs SET state = ?2, attempts = ?3, worker = ?4, updated_s = ?5, "
       "cancel_requested = ?6, error_code = ?7, error_message = ?8, finished_s = ?9, "
       "inline_inputs = CASE WHEN ?9 IS NULL THEN inline_inputs END WHERE id = ?1");
+  I.update_with_result = prep(
+      "UPDATE jobs SET state = ?2, attempts = ?3, worker = ?4, updated_s = ?5, "
+      "cancel_requested = ?6, error_code = ?7, error_message = ?8, finished_s = ?9, "
+      "inline_inputs = CASE WHEN ?9 IS NULL THEN inline_inputs END, "
+      "result = ?10, inline_outputs = ?11 WHERE id = ?1");
   I.store_result = prep("UPDATE jobs SET result = ?2, inline_outputs = ?3 WHERE id = ?1");
   I.load_result = prep("SELECT result FROM jobs WHERE id = ?1 AND result IS NOT NULL");
   I.load_inputs = prep("SELECT inline_inputs FROM jobs WHERE id = ?1");
@@ -303,6 +308,19 @@ void Journal::update(const std::string& id, const JobStatus& status) {
   Statement& s = *I.update;
   s.text(1, id);
   bind_status(s, 2, status, code);
+  s.run();
+}
+
+void Journal::update(const std::string& id, const JobStatus& status, std::string_view body,
+                     std::string_view inline_outputs) {
+  Impl& I = *impl_;
+  I.open_tx();
+  const std::string_view code = status.failure ? proto::to_string(status.failure->code) : "";
+  Statement& s = *I.update_with_result;
+  s.text(1, id);
+  bind_status(s, 2, status, code);
+  s.blob(10, body);
+  if (!inline_outputs.empty()) s.blob(11, inline_outputs);
   s.run();
 }
 

@@ -9,7 +9,7 @@
 // (checkpoints, every ~40 MB of WAL, are the only fsyncs).
 //
 // Writes join one open transaction (begun by the first write); the loop calls
-// commit() once per iteration, before it sends anything.
+// commit() once per iteration, before it sends anything to clients.
 //
 // Cost per job is what bounds the broker's rate, so the schema is lean: each
 // commit writes one WAL frame per page it touched, and a job touches the
@@ -55,6 +55,9 @@ class Journal final : public JobArchive {
   // The RESULT body and the packed small output blobs.
   void store_result(const std::string& id, std::string_view result_body,
                     std::string_view inline_outputs = {});
+  // update() and store_result() in one statement: the common end of a job.
+  void update(const std::string& id, const JobStatus& status, std::string_view result_body,
+              std::string_view inline_outputs);
   void commit();
   bool in_transaction() const;
 

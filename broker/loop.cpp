@@ -94,18 +94,27 @@ void Loop::run(const std::atomic<bool>& stop) {
                                {workers_.handle(), 0, ZMQ_POLLIN, 0}};
     try {
       zmq::poll(items, 2, std::chrono::milliseconds(timeout));
-      // Alternate sockets so neither starves; workers first (answers free slots).
-      for (std::size_t n = 0; n < cfg_.batch; ++n) {
-        bool any = false;
-        if (auto m = zmqu::recv_multipart(workers_, zmq::recv_flags::dontwait)) {
-          handle_worker(std::move(*m));
-          any = true;
+      // Alternate sockets so neither starves; workers first (answers free
+      // slots). A socket is read until it is empty (poll said which have
+      // something); what came meanwhile on the other waits for the next poll,
+      // which returns at once.
+      bool from_workers = items[1].revents & ZMQ_POLLIN;
+      bool from_clients = items[0].revents & ZMQ_POLLIN;
+      early_flush_ = true;
+      for (std::size_t n = 0; n < cfg_.batch && (from_workers || from_clients); ++n) {
+        if (from_workers) {
+          if (auto m = zmqu::recv_multipart(workers_, zmq::recv_flags::dontwait))
+            handle_worker(std::move(*m));
+          else
+            from_workers = false;
         }
-        if (auto m = zmqu::recv_multipart(clients_, zmq::recv_flags::dontwait)) {
-          handle_client(std::move(*m));
-          any = true;
+        if (from_clients) {
+          if (auto m = zmqu::recv_multipart(clients_, zmq::recv_flags::dontwait))
+            handle_client(std::move(*m));
+          else
+            from_clients = false;
         }
-        if (!any || outbox_bytes_ > kOutboxFlushBytes) break;
+        if (outbox_bytes_ > kOutboxFlushBytes) break;
       }
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;  // a signal: fall through to commit and flush

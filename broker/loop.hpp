@@ -1,14 +1,16 @@
 // The broker's socket loop: two ROUTER sockets, the journal, the blob store
 // and the dispatcher, glued thinly. One iteration:
 //   poll (timeout = next dispatcher deadline) -> read a batch of messages,
-//   each decoded and handed to the dispatcher, its actions executed at once
-//   (journal writes go into one open transaction, sends into an outbox)
-//   -> tick -> send to workers -> commit the journal -> send to clients.
+//   each decoded and handed to the dispatcher, its actions executed at once:
+//   messages to workers first (the first message's sent right away), then
+//   journal writes (into one open transaction) and client events (into an
+//   outbox) -> tick -> send to workers -> commit the journal -> send to clients.
 // So ACCEPTED and every other client event leave only after their journal
-// rows are committed, with one commit per batch instead of one per job.
-// Worker-bound messages need no such wait (a JOB sent just before a crash is
-// at worst run again or dropped, and no client heard of it), so workers get
-// them before the commit and start sooner.
+// rows are committed, with one commit per batch instead of one per job
+// (group commit). Worker-bound messages need no such wait (a JOB sent just
+// before a crash is at worst run again or dropped, and no client heard of
+// it), so a worker gets its JOB before the broker even writes the job's row,
+// and runs it while the broker writes and commits.
 //
 // loop.cpp: set-up, the iteration, sending; loop_receive.cpp: decoding and
 // the dispatcher calls; loop_actions.cpp: executing the dispatcher's actions.
@@ -72,6 +74,7 @@ class Loop {
   void handle_worker(std::vector<zmq::message_t>&& frames);
   void handle_worker_body(const std::string& routing, Incoming& in, std::uint8_t command);
   void drain(Incoming* in);
+  void store_pending_result(Incoming& in);
   // Each returns false when the rest of the current action batch is void.
   bool exec(PersistJob& a, Incoming* in);
   bool exec(StoreInputs& a, Incoming* in);
@@ -104,6 +107,10 @@ class Loop {
   std::vector<std::function<void()>> after_commit_;  // file removals
   std::vector<std::string> unreachable_workers_;     // sends failed: gone
   std::uint64_t outbox_bytes_ = 0;
+  // The first worker-bound messages of an iteration leave before the journal
+  // writes (drain); later ones with the rest, before the commit, so a burst
+  // wakes the socket's I/O thread once rather than per message.
+  bool early_flush_ = false;
   std::int64_t started_ms_ = 0;
   std::int64_t next_publish_ms_ = 0;
   std::int64_t next_collect_ms_ = 0;

@@ -29,21 +29,81 @@ template <> constexpr EventCmd event_cmd<proto::WorkerList>() { return EventCmd:
 
 // ---- actions ------------------------------------------------------------------------
 
+// For a message in hand, in two passes: first what goes to workers (and the
+// inputs a JOB may carry), which for the iteration's first such message then
+// leaves at once, then the journal writes and client events (which wait for
+// the commit anyway). A worker starts its JOB while the broker writes the
+// job's row; the order on disk and towards the client is unchanged, and the
+// commit still precedes every client event.
 void Loop::drain(Incoming* in) {
   while (!dispatcher_.actions().empty()) {
     pending_.clear();
     pending_.swap(dispatcher_.actions());
-    for (auto& a : pending_)
-      if (!std::visit([&](auto& x) { return exec(x, in); }, a)) break;
+    coalesce_journal_writes(pending_);
+    auto worker_side = [](const Action& a) {
+      return !std::holds_alternative<PersistJob>(a) && !std::holds_alternative<Notify>(a);
+    };
+    auto run = [&](Action& a) { return std::visit([&](auto& x) { return exec(x, in); }, a); };
+    std::size_t end = pending_.size();  // actions from a failed one on are void
+    if (in) {
+      for (std::size_t i = 0; i < end; ++i)
+        if (worker_side(pending_[i]) && !run(pending_[i])) end = i;
+      if (early_flush_ && !to_workers_.empty()) {
+        flush(to_workers_, true);
+        early_flush_ = false;
+      }
+    }
+    for (std::size_t i = 0; i < end; ++i) {
+      if (in && worker_side(pending_[i])) continue;  // done above
+      if (!run(pending_[i])) break;
+    }
   }
   pending_.clear();
+}
+
+// A SUBMIT that is dispatched at once records its job twice (queued, then
+// running); both land in the same transaction, so one INSERT with the later
+// status leaves the same row on disk after the commit. Nothing in between
+// reads the status (the dispatcher reads the journal only for jobs it no
+// longer holds; a JOB's inputs read back are the same either way). Only
+// non-final later statuses are merged: a final one has side effects of its
+// own in exec(PersistJob).
+void coalesce_journal_writes(std::vector<Action>& actions) {
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    auto* first = std::get_if<PersistJob>(&actions[i]);
+    if (!first || !first->is_new) continue;
+    std::vector<std::size_t> later;
+    bool mergeable = true;
+    for (std::size_t k = i + 1; k < actions.size() && mergeable; ++k) {
+      const auto* p = std::get_if<PersistJob>(&actions[k]);
+      if (!p || p->spec != first->spec) continue;
+      mergeable = !p->is_new && !proto::is_final(p->status.state);
+      later.push_back(k);
+    }
+    if (!mergeable || later.empty()) continue;
+    first->status = std::get<PersistJob>(actions[later.back()]).status;
+    for (auto k = later.rbegin(); k != later.rend(); ++k)
+      actions.erase(actions.begin() + std::ptrdiff_t(*k));
+  }
+}
+
+// The RESULT in hand was not journaled with a final status (the job was
+// cancelled meanwhile, or its lease ended): it is stored as it always was.
+void Loop::store_pending_result(Incoming& in) {
+  if (in.result_of.empty()) return;
+  if (!in.body_taken) journal_.store_result(in.result_of, view(in.body), in.outputs_packed);
+  in.result_of.clear();
 }
 
 bool Loop::exec(PersistJob& a, Incoming* in) {
   const std::string& id = a.spec->id;
   if (a.is_new)
     journal_.insert(*a.spec, a.status, in && in->inputs_of == id ? in->inline_inputs : "");
-  else
+  else if (in && in->result_of == id && !in->body_taken &&
+           a.status.state == proto::JobState::succeeded) {
+    journal_.update(id, a.status, view(in->body), in->outputs_packed);
+    in->result_of.clear();
+  } else
     journal_.update(id, a.status);  // a final status drops the row's inline inputs
   // A final job's inputs will never be sent again; files go once that is committed.
   if (proto::is_final(a.status.state) && blobs_.has_files(a.spec->inputs))
@@ -129,6 +189,7 @@ bool Loop::exec(Notify& n, Incoming* in) {
             log::error("relay_without_message", {{"client_bytes", n.client.size()}});
             return;
           }
+          store_pending_result(*in);  // the body leaves now: journal it first
           in->body_taken = in->blobs_taken = true;
           queue(false, n.client, std::uint8_t(e.cmd), std::move(in->body), std::move(in->blobs));
         } else if constexpr (std::is_same_v<T, StoredResult>) {

@@ -22,6 +22,11 @@ struct Loop::Incoming {
   std::string inline_inputs;  // their small blobs, packed, for the job's row
   bool blobs_taken = false;  // moved on to a JOB or a relay
   bool body_taken = false;
+  // A RESULT whose body (`body`) and outputs (`outputs_packed`) are still to
+  // be journaled: with the job's final status in one statement when the
+  // dispatcher records it as succeeded, else on their own (store_pending_result).
+  std::string result_of;
+  std::string outputs_packed;
 };
 
 inline std::string_view view(const zmq::message_t& m) {

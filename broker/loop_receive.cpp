@@ -158,6 +158,7 @@ void Loop::handle_worker(Frames&& frames) {
     }
   }
   drain(&in);
+  store_pending_result(in);
 }
 
 void Loop::handle_worker_body(const std::string& routing, Incoming& in, std::uint8_t command) {
@@ -199,10 +200,10 @@ void Loop::handle_worker_body(const std::string& routing, Incoming& in, std::uin
       auto r = proto::decode_as<proto::Result>(body, worker_limits_);
       proto::check_blobs(r.outputs, in.blobs, worker_limits_.max_result_bytes);
       if (dispatcher_.wants_result(routing, r.job)) {
-        // Stored before the job is marked succeeded, in the same transaction.
-        std::string packed;
+        // Blob files now; body and small outputs go into the job's row in the
+        // same transaction as its final status (exec(PersistJob)).
         try {
-          packed = blobs_.put(r.job, BlobDir::out, in.blobs);
+          in.outputs_packed = blobs_.put(r.job, BlobDir::out, in.blobs);
         } catch (const BlobError& e) {
           log::error("result_not_stored", {{"job", r.job}, {"error", e.what()}});
           blobs_.remove_files(r.job, BlobDir::out);
@@ -211,7 +212,7 @@ void Loop::handle_worker_body(const std::string& routing, Incoming& in, std::uin
                             std::string("broker could not store the result: ") + e.what());
           return;
         }
-        journal_.store_result(r.job, body, packed);
+        in.result_of = r.job;
       }
       dropped(dispatcher_.worker_result(routing, r.job), "RESULT", r.job);
       return;

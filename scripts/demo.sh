@@ -21,8 +21,12 @@ export MMGEN_STACK_PORT=${MMGEN_STACK_PORT:-5565}
         echo "== text: tiny embedded Qwen3"
         "$BIN/mmgen" text "Write a haiku about the sea." --max-tokens 32 --seed 1 -o "$OUT/text.txt" ;;
       image)
-        echo "== image: tiny embedded Qwen-Image"
-        "$BIN/mmgen" image "a red fox in the snow" --steps 4 --seed 1 -o "$OUT/image.png" ;;
+        # The embedded pipeline has random weights: the pictures are noise by design.
+        echo "== image: tiny embedded Qwen-Image (text-to-image, then an edit of it)"
+        "$BIN/mmgen" image "a red fox in the snow" --width 256 --height 256 --steps 4 --seed 1 \
+          --previews "$OUT/previews" -o "$OUT/image.png"
+        "$BIN/mmgen" edit "$OUT/image.png" "make the fox blue" --width 256 --height 256 --steps 4 --seed 1 \
+          -o "$OUT/edit.png" ;;
       video)
         echo "== video: tiny embedded Wan 2.2"
         "$BIN/mmgen" video "waves on a beach" --steps 4 --seed 1 -o "$OUT/video.mp4" ;;

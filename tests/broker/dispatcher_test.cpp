@@ -506,6 +506,61 @@ TEST(BrokerDispatcher, JournalWritesComeBeforeAccepted) {
   EXPECT_TRUE(all_of<StoreInputs>(h.last).empty()) << "nothing to store for empty inputs";
 }
 
+// The loop merges a batch's journal writes (coalesce_journal_writes): a
+// SUBMIT dispatched at once becomes one INSERT of the running job, every
+// other action kept in order.
+TEST(BrokerDispatcher, CoalescedJournalWritesOfAnImmediateDispatch) {
+  Harness h;
+  h.ready("W1", "echo");
+  h.submit(kClient, "echo");
+  auto actions = h.last;
+  ASSERT_EQ(all_of<PersistJob>(actions).size(), 2u) << "queued, then running";
+  const std::size_t before = actions.size();
+  coalesce_journal_writes(actions);
+  ASSERT_EQ(actions.size(), before - 1);
+  auto writes = all_of<PersistJob>(actions);
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_TRUE(writes[0].is_new);
+  EXPECT_EQ(writes[0].status.state, proto::JobState::running);
+  EXPECT_EQ(writes[0].status.attempts, 1u);
+  EXPECT_FALSE(writes[0].status.worker.empty());
+  EXPECT_EQ(writes[0].status.worker, h.archive.find(writes[0].spec->id)->status.worker)
+      << "the merged row is what the two writes leave";
+  // The row is written where the first write was: before ACCEPTED, and the
+  // JOB and STARTED still follow.
+  EXPECT_TRUE(std::holds_alternative<PersistJob>(actions[0]));
+  EXPECT_TRUE(std::holds_alternative<SendJob>(actions[2]));
+
+  // A job that stays queued (W1 is busy) has one write: nothing to merge.
+  h.submit(kClient, "echo");
+  ASSERT_EQ(all_of<SendJob>(h.last).size(), 0u);
+  auto queued = h.last;
+  coalesce_journal_writes(queued);
+  EXPECT_EQ(queued.size(), h.last.size());
+}
+
+// A final status is never folded into a new row (its own side effects, e.g.
+// dropping input files, belong to the update), nor are other jobs' writes.
+TEST(BrokerDispatcher, CoalescingLeavesFinalStatusesAndOtherJobsAlone) {
+  auto a = std::make_shared<JobSpec>(), b = std::make_shared<JobSpec>();
+  a->id = "ja";
+  b->id = "jb";
+  JobStatus queued, running, failed;
+  running.state = proto::JobState::running;
+  failed.state = proto::JobState::failed;
+  std::vector<Action> actions = {PersistJob{a, queued, true}, PersistJob{b, running, false},
+                                 PersistJob{a, failed, false}};
+  coalesce_journal_writes(actions);
+  EXPECT_EQ(actions.size(), 3u);
+  actions = {PersistJob{a, queued, true}, PersistJob{b, running, false},
+             PersistJob{a, running, false}, SendJob{"W", a, 1, 0}};
+  coalesce_journal_writes(actions);
+  ASSERT_EQ(actions.size(), 3u);
+  EXPECT_EQ(std::get<PersistJob>(actions[0]).status.state, proto::JobState::running);
+  EXPECT_EQ(std::get<PersistJob>(actions[1]).spec, b);
+  EXPECT_TRUE(std::holds_alternative<SendJob>(actions[2]));
+}
+
 TEST(BrokerDispatcher, RetractUndoesASubmitAsIfItNeverHappened) {
   Harness h;
   h.ready("W1", "echo", 1);

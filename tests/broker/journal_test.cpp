@@ -147,6 +147,39 @@ TEST(BrokerJournal, ResultBodiesAndInlineBlobs) {
   EXPECT_EQ(j.load_inline("j_nope", BlobDir::out), "");
 }
 
+// The common end of a job in one statement: the final status, the RESULT body
+// and the small outputs, as store_result() + update() would leave the row, and
+// durable only with the commit (a reopened journal sees it).
+TEST(BrokerJournal, FinalStatusWithResultInOneUpdate) {
+  TempDir dir;
+  const std::string packed_in("\0\1\2in", 5), packed_out("\3\4out", 5);
+  const std::string body("\x81\xa3job\xa3j_1", 9);
+  {
+    Journal j(dir.path());
+    j.insert(*make_spec("j_1"), status(JobState::running, 1, "w1"), packed_in);
+    j.insert(*make_spec("j_2"), status(JobState::running, 1, "w1"));
+    j.commit();
+    j.update("j_1", status(JobState::succeeded, 1, "w1", 1700000009.5), body, packed_out);
+    j.update("j_2", status(JobState::succeeded, 1, "w1"), body, "");
+    j.commit();
+    EXPECT_EQ(j.load_result("j_1"), std::optional<std::string>(body));
+    EXPECT_EQ(j.load_inline("j_1", BlobDir::out), packed_out);
+    EXPECT_EQ(j.load_inline("j_1", BlobDir::in), "") << "a final job's inputs are dropped";
+    EXPECT_EQ(j.load_inline("j_2", BlobDir::out), "") << "no outputs: none stored";
+  }
+  Journal j(dir.path());
+  auto rec = j.find("j_1");
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->status.state, JobState::succeeded);
+  EXPECT_EQ(rec->status.attempts, 1u);
+  EXPECT_EQ(rec->status.updated_s, 1700000009.5);
+  EXPECT_EQ(j.load_result("j_1"), std::optional<std::string>(body));
+  EXPECT_EQ(j.load_inline("j_1", BlobDir::out), packed_out);
+  EXPECT_TRUE(j.load_unfinished().empty());
+  // It counts as finished for TTL collection, like any final update.
+  EXPECT_EQ(j.collect_expired(1700000010.0, 10).size(), 2u);
+}
+
 TEST(BrokerJournal, CollectsOnlyFinalJobsPastTheirTtl) {
   TempDir dir;
   Journal j(dir.path());

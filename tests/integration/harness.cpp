@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -18,7 +19,12 @@ extern char** environ;
 
 namespace mmgen::itest {
 
-std::filesystem::path bin_dir() { return MMGEN_BIN_DIR; }
+// MMGEN_ITEST_BIN_DIR runs the same tests or benchmark against other builds
+// of the binaries (e.g. before/after a change, in one session).
+std::filesystem::path bin_dir() {
+  if (const char* d = std::getenv("MMGEN_ITEST_BIN_DIR"); d && *d) return d;
+  return MMGEN_BIN_DIR;
+}
 
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -2,6 +2,7 @@
 // for each rule of the worker half of the protocol.
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <unistd.h>
 
@@ -341,6 +342,49 @@ TEST(Worker, PartialsAreNumberedFromZeroInOrder) {
     }
     expect_result(b, id);
   }
+}
+
+// Compute threads send their jobs' messages themselves when the I/O thread
+// is idle, and through it otherwise: with several jobs streaming at once both
+// paths interleave, and each job's messages must still arrive in order, its
+// RESULT last. Jobs sent meanwhile must not be missed either (a compute
+// thread's socket calls can take the I/O thread's wake-up for them).
+TEST(Worker, ConcurrentJobsKeepTheirOrderAndNewJobsAreNotMissed) {
+  constexpr int kJobs = 8, kPartials = 150;
+  FakeBroker b;
+  TestService svc([](JobContext& ctx) {
+    for (int i = 0; i < kPartials; ++i) ctx.partial({{"i", i}});
+    return Outcome{};
+  });
+  auto o = test_options(b);
+  o.capacity = 4;
+  RunningWorker w(svc, o);
+  auto ready = b.expect(WorkerCmd::Ready);
+  ASSERT_TRUE(ready);
+
+  std::map<std::string, std::uint64_t> next_seq;
+  std::set<std::string> done;
+  auto take = [&](const WorkerMsg& m) {
+    if (m.cmd == WorkerCmd::Partial) {
+      const auto p = m.as<proto::Partial>();
+      EXPECT_FALSE(done.contains(p.job)) << "a PARTIAL of " << p.job << " after its RESULT";
+      EXPECT_EQ(p.seq, next_seq[p.job]++) << p.job;
+    } else if (m.cmd == WorkerCmd::Result) {
+      const auto r = m.as<proto::Result>();
+      EXPECT_EQ(next_seq[r.job], std::uint64_t(kPartials)) << r.job << " ended early";
+      done.insert(r.job);
+    } else {
+      ADD_FAILURE() << "unexpected " << name_of(m.cmd);
+    }
+  };
+  // Half the jobs first; the rest while those stream.
+  for (int j = 0; j < kJobs / 2; ++j) b.send_job(ready->peer, make_job("a" + std::to_string(j)));
+  for (int n = 0; n < 20; ++n)
+    if (auto m = b.next()) take(*m);
+  for (int j = 0; j < kJobs / 2; ++j) b.send_job(ready->peer, make_job("b" + std::to_string(j)));
+  while (done.size() < std::size_t(kJobs) && !::testing::Test::HasFailure())
+    if (auto m = b.next()) take(*m);
+  EXPECT_EQ(done.size(), std::size_t(kJobs));
 }
 
 TEST(Worker, ProgressCarriesStepsMessagesPreviewAndAnEta) {

@@ -5,9 +5,10 @@
 // `capacity` compute threads, reconnects with backoff, maps exceptions to
 // ERROR replies, and leaves gracefully on SIGTERM/SIGINT.
 //
-// Threads: the thread that calls Worker::run() is the only one that touches
-// the ZeroMQ socket. Service::run() is called on compute threads, up to
-// `capacity` at once, so a service with capacity > 1 must be thread-safe.
+// Threads: the thread that calls Worker::run() owns the ZeroMQ socket; a
+// compute thread borrows it, under a lock, only to send its job's messages
+// while the I/O thread is idle. Service::run() is called on compute threads,
+// up to `capacity` at once, so a service with capacity > 1 must be thread-safe.
 #pragma once
 
 #include <chrono>

@@ -75,8 +75,10 @@ proto::Error stopped_error(const JobState& job, StopReason reason) {
 void execute_job(Service& service, const std::shared_ptr<JobState>& job) {
   const std::string& id = job->assign.job;
   job->started_ms.store(steady_ms());
-  log::info("job_started", {{"job", id}, {"attempt", job->assign.attempt},
-                            {"model", job->assign.model}});
+  // job_received (I/O thread) already says a job is here; how long it waited
+  // for a thread goes on the job_done/job_failed line.
+  log::debug("job_started", {{"job", id}, {"attempt", job->assign.attempt},
+                             {"model", job->assign.model}});
 
   std::optional<proto::Frames> result;
   std::optional<proto::Error> error;
@@ -99,7 +101,11 @@ void execute_job(Service& service, const std::shared_ptr<JobState>& job) {
     }
   }
 
-  const std::int64_t elapsed = steady_ms() - job->started_ms.load();
+  const std::int64_t started = job->started_ms.load();
+  const std::int64_t elapsed = steady_ms() - started;
+  const std::int64_t waited = started - job->received_ms;
+  // The answer is queued (and usually sent from this thread) first, the log
+  // line after it, so its write(2) does not delay the RESULT.
   if (error) {
     // A what() can be arbitrarily long (a dump, a tensor print); the body
     // must stay far below the broker's body limit.
@@ -108,14 +114,16 @@ void execute_job(Service& service, const std::shared_ptr<JobState>& job) {
       error->message.resize(kMaxMessage);
       error->message += "...";
     }
+    auto frames = proto::make_message(proto::kWorkerProtocol, cmd(proto::WorkerCmd::Error),
+                                      proto::encode(*error));
+    job->outbox->push({job, std::move(frames), true});
     log::info("job_failed", {{"job", id}, {"code", proto::to_string(error->code)},
-                             {"message", error->message}, {"elapsed_ms", elapsed}});
-    result = proto::make_message(proto::kWorkerProtocol, cmd(proto::WorkerCmd::Error),
-                                 proto::encode(*error));
+                             {"message", error->message}, {"elapsed_ms", elapsed},
+                             {"waited_ms", waited}});
   } else {
-    log::info("job_done", {{"job", id}, {"elapsed_ms", elapsed}});
+    job->outbox->push({job, std::move(*result), true});
+    log::info("job_done", {{"job", id}, {"elapsed_ms", elapsed}, {"waited_ms", waited}});
   }
-  job->outbox->push({job, std::move(*result), true});
 }
 
 }  // namespace mmgen::worker::detail

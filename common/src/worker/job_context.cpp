@@ -1,5 +1,6 @@
 // JobContext: what a handler sees of its job. Messages it emits go through the
-// outbox to the I/O thread, which alone owns the socket.
+// outbox: sent from the handler's thread when the I/O thread is idle, else by
+// the I/O thread (see Worker::Impl::deliver_now).
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -41,12 +42,20 @@ void Outbox::push(OutItem item) {
     std::lock_guard<std::mutex> g(m_);
     items_.push_back(std::move(item));
   }
+  if (courier_ && courier_()) return;
   wake_.notify();
 }
 
 std::deque<OutItem> Outbox::take_all() {
   std::lock_guard<std::mutex> g(m_);
   return std::exchange(items_, {});
+}
+
+void Outbox::put_back(std::deque<OutItem> items) {
+  std::lock_guard<std::mutex> g(m_);
+  // Whatever was pushed meanwhile is newer than the items taken before it.
+  for (auto& i : items_) items.push_back(std::move(i));
+  items_ = std::move(items);
 }
 
 }  // namespace mmgen::worker::detail

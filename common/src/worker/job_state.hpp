@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,14 +68,24 @@ struct OutItem {
   bool terminal = false;
 };
 
+// Messages from compute threads to the broker, in order. push() first offers
+// the queue to the courier, which sends it from the calling thread when the
+// I/O thread is idle (saving a thread hand-off on every job), and otherwise
+// wakes the I/O thread, which sends it.
 class Outbox {
  public:
+  // Returns true if it sent everything queued and the I/O thread need not wake.
+  using Courier = std::function<bool()>;
   explicit Outbox(const Wakeup& wake) : wake_(wake) {}
+  void set_courier(Courier c) { courier_ = std::move(c); }  // before the first push
   void push(OutItem item);
   std::deque<OutItem> take_all();
+  // Returns items taken but not sent to the front of the queue, in order.
+  void put_back(std::deque<OutItem> items);
 
  private:
   const Wakeup& wake_;
+  Courier courier_;
   std::mutex m_;
   std::deque<OutItem> items_;
 };

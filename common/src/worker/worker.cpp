@@ -6,11 +6,25 @@
 // session live in `jobs_`; when the session ends without a graceful stop they
 // are cancelled and their output dropped, because the broker has requeued them
 // and a late RESULT could not be delivered to the new session anyway.
+//
+// The I/O thread holds `io_m` whenever it is not waiting in poll(2). A compute
+// thread that queues a message takes the lock only if it is free (the I/O
+// thread is idle) and then sends the queue itself, without waiting for the
+// I/O thread to wake up: that hand-off would cost every job a thread switch.
+// Since ZeroMQ sockets may move between threads across a full memory barrier
+// (the mutex), this is safe; the I/O thread therefore waits on the socket's
+// ZMQ_FD with poll(2) (zmq_poll would touch the socket without the lock), and
+// a compute thread that used the socket wakes it if a message came in meanwhile
+// (its socket calls may have consumed the ZMQ_FD signal).
+#include <poll.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <mutex>
+#include <system_error>
 #include <unordered_map>
-#include <unistd.h>
 
 #include "backoff.hpp"
 #include "compute_pool.hpp"
@@ -61,6 +75,7 @@ struct Worker::Impl {
     opt.liveness = std::max(1, opt.liveness);
     opt.grace_ms = std::max(0, opt.grace_ms);
     if (opt.name.empty()) opt.name = default_name();
+    outbox.set_courier([this] { return deliver_now(); });
   }
 
   void run();
@@ -68,8 +83,15 @@ struct Worker::Impl {
   bool open_session();  // false if READY could not be sent
   void close_session(End end);
   void begin_drain();
-  bool flush_outbox();
-  bool send(proto::Frames&& frames);
+  // Sends the outbox, dropping output of jobs no longer leased to this
+  // session. blocking=false (compute threads): stops at the first send that
+  // would block and puts the rest back. False if a send failed.
+  bool flush_outbox(bool blocking = true);
+  bool send(proto::Frames&& frames, bool blocking = true);
+  bool deliver_now();  // the Outbox courier; on compute threads
+  // Waits (lock released) until the socket or the wake-up pipe has something
+  // or `timeout_ms` passes; true if the socket has a message to read.
+  bool wait_for_input(std::int64_t timeout_ms);
   // Returns false when the broker told us to reconnect.
   bool handle(proto::Frames&& frames);
   void on_job(proto::Envelope& env);
@@ -86,6 +108,10 @@ struct Worker::Impl {
   std::vector<std::string> models;
   detail::Wakeup wake;
   detail::Outbox outbox{wake};
+  // Guards `sock` and `jobs`; held by the I/O thread except while it waits.
+  std::mutex io_m;
+  std::unique_lock<std::mutex> io_lock{io_m, std::defer_lock};  // the I/O thread's
+  int sock_fd = -1;  // ZMQ_FD of the current session's socket
   std::atomic<bool> stop_requested{false};
   std::atomic<bool> ran{false};
   detail::Backoff backoff;
@@ -93,8 +119,8 @@ struct Worker::Impl {
   zmq::context_t ctx{1};
   std::unique_ptr<zmq::socket_t> sock;
   std::unique_ptr<ComputePool> pool;
-  // Jobs leased to this worker in the current session, by id. Only the I/O
-  // thread touches this map.
+  // Jobs leased to this worker in the current session, by id. Touched with
+  // io_m held (the I/O thread, or a compute thread delivering output).
   std::unordered_map<std::string, std::shared_ptr<JobState>> jobs;
   bool draining = false;
   std::int64_t grace_deadline = 0;
@@ -107,6 +133,13 @@ void Worker::Impl::run() {
   if (ran.exchange(true)) throw std::logic_error("Worker::run() may be called only once");
   service_name = service.name();
   models = service.models();
+  io_lock.lock();
+  struct Unlock {
+    std::unique_lock<std::mutex>& l;
+    ~Unlock() {
+      if (l.owns_lock()) l.unlock();
+    }
+  } unlock_on_return{io_lock};
   std::optional<detail::SignalGuard> signals;
   if (opt.handle_signals) signals.emplace(owner);
   pool = std::make_unique<ComputePool>(
@@ -154,6 +187,7 @@ bool Worker::Impl::open_session() {
   // as the silence rule, and it never drops a message on a short HWM burst.
   sock->set(zmq::sockopt::sndtimeo, opt.heartbeat_ms * opt.liveness);
   sock->connect(opt.broker);
+  sock_fd = sock->get(zmq::sockopt::fd);
   draining = false;
 
   proto::Ready ready;
@@ -176,6 +210,7 @@ void Worker::Impl::close_session(End end) {
   }
   sock->close();
   sock.reset();
+  sock_fd = -1;
   switch (end) {
     case End::stopped: abandon_jobs("grace period over"); break;
     case End::disconnected: abandon_jobs("broker sent DISCONNECT"); break;
@@ -247,11 +282,7 @@ Worker::Impl::End Worker::Impl::serve_session() {
       std::int64_t wake_at = std::min(next_hb, last_recv + silence);
       if (const std::int64_t d = next_deadline(); d > 0) wake_at = std::min(wake_at, d);
       if (draining) wake_at = std::min(wake_at, grace_deadline);
-      zmq::pollitem_t items[2] = {{sock->handle(), 0, ZMQ_POLLIN, 0},
-                                  {nullptr, wake.fd(), ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, std::chrono::milliseconds(std::max<std::int64_t>(0, wake_at - now)));
-      if (items[1].revents & ZMQ_POLLIN) wake.drain();
-      if (items[0].revents & ZMQ_POLLIN) {
+      if (wait_for_input(wake_at - now)) {
         while (auto frames = zmqu::recv_multipart(*sock, zmq::recv_flags::dontwait)) {
           last_recv = steady_ms();
           if (!handle(std::move(*frames))) return End::disconnected;
@@ -278,8 +309,10 @@ void Worker::Impl::begin_drain() {
   log::info("worker_draining", {{"running", jobs.size()}, {"grace_ms", opt.grace_ms}});
 }
 
-bool Worker::Impl::flush_outbox() {
-  for (auto& item : outbox.take_all()) {
+bool Worker::Impl::flush_outbox(bool blocking) {
+  auto items = outbox.take_all();
+  for (; !items.empty(); items.pop_front()) {
+    detail::OutItem& item = items.front();
     const std::string& id = item.job->assign.job;
     auto it = jobs.find(id);
     if (it == jobs.end() || it->second != item.job) {
@@ -288,17 +321,45 @@ bool Worker::Impl::flush_outbox() {
       if (item.terminal) log::info("job_output_dropped", {{"job", id}});
       continue;
     }
-    if (!send(std::move(item.frames))) return false;
+    // A send that fails leaves the frames untouched (nothing was queued).
+    if (!send(std::move(item.frames), blocking)) {
+      if (!blocking) outbox.put_back(std::move(items));
+      return false;
+    }
     if (item.terminal) jobs.erase(it);
   }
   return true;
 }
 
-bool Worker::Impl::send(proto::Frames&& frames) {
+bool Worker::Impl::send(proto::Frames&& frames, bool blocking) {
   if (!sock) return false;
-  if (zmqu::send_multipart(*sock, std::move(frames), /*dontwait=*/false)) return true;
-  log::error("send_failed", {{"broker", opt.broker}});
+  if (zmqu::send_multipart(*sock, std::move(frames), /*dontwait=*/!blocking)) return true;
+  if (blocking) log::error("send_failed", {{"broker", opt.broker}});
   return false;
+}
+
+bool Worker::Impl::deliver_now() {
+  std::unique_lock<std::mutex> lk(io_m, std::try_to_lock);
+  if (!lk.owns_lock()) return false;  // the I/O thread is busy: it sends them next
+  // No session, or one winding down (the I/O thread watches `jobs` empty).
+  if (!sock || draining || stop_requested.load()) return false;
+  if (!flush_outbox(/*blocking=*/false)) return false;  // the I/O thread retries, blocking
+  return !(sock->get(zmq::sockopt::events) & ZMQ_POLLIN);
+}
+
+bool Worker::Impl::wait_for_input(std::int64_t timeout_ms) {
+  // Reading ZMQ_EVENTS also resets ZMQ_FD: poll(2) on it is valid only after
+  // the socket was found empty.
+  if (sock->get(zmq::sockopt::events) & ZMQ_POLLIN) return true;
+  pollfd fds[2] = {{sock_fd, POLLIN, 0}, {wake.fd(), POLLIN, 0}};
+  const int ms = static_cast<int>(std::clamp<std::int64_t>(timeout_ms, 0, 1'000'000));
+  io_lock.unlock();
+  const int rc = ::poll(fds, 2, ms);
+  const int err = errno;
+  io_lock.lock();
+  if (rc < 0 && err != EINTR) throw std::system_error(err, std::generic_category(), "worker poll");
+  if (rc > 0 && (fds[1].revents & POLLIN)) wake.drain();
+  return sock->get(zmq::sockopt::events) & ZMQ_POLLIN;
 }
 
 void Worker::Impl::trip_deadlines(std::int64_t now) {
@@ -405,11 +466,16 @@ void Worker::Impl::on_job(proto::Envelope& env) {
   }
   job->params = Params(a.params);
   job->assign = std::move(a);
-  const std::string& id = job->assign.job;
-  log::info("job_received", {{"job", id}, {"attempt", job->assign.attempt},
-                             {"inputs", job->inputs.size()}, {"timeout_ms", job->assign.timeout_ms}});
+  const std::string id = job->assign.job;
+  const std::uint32_t attempt = job->assign.attempt;
+  const std::size_t inputs = job->inputs.size();
+  const std::uint64_t timeout_ms = job->assign.timeout_ms;
   jobs.emplace(id, job);
   pool->submit(std::move(job));
+  // Logged once a compute thread can already run it: the line's write(2)
+  // stays off the job's path.
+  log::info("job_received", {{"job", id}, {"attempt", attempt}, {"inputs", inputs},
+                             {"timeout_ms", timeout_ms}});
 }
 
 void Worker::Impl::reject(const std::string& job, proto::ErrorCode code, const std::string& text) {

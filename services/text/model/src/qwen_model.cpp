@@ -211,13 +211,28 @@ at::Tensor QwenModel::forward(const at::Tensor& input_ids, const at::Tensor& pos
   }
 
   at::Tensor ids = input_ids.to(device());
+  return forward_embeds(embed_tokens_.index_select(0, ids), positions, meta, cache);
+}
+
+at::Tensor QwenModel::forward_embeds(const at::Tensor& inputs_embeds, const at::Tensor& positions,
+                                     const AttentionMetadata& meta, KvCache& cache) const {
+  const std::int64_t T = inputs_embeds.dim() == 2 ? inputs_embeds.size(0) : -1;
+  if (T <= 0 || inputs_embeds.size(1) != cfg_.hidden_size || meta.num_tokens() != T) {
+    bad_input("inputs_embeds must be [T, " + std::to_string(cfg_.hidden_size) + "] with T = the metadata's " +
+              std::to_string(meta.num_tokens()) + " tokens");
+  }
+  const bool pos_ok = positions.scalar_type() == at::kLong &&
+                      ((positions.dim() == 1 && positions.size(0) == T) ||
+                       (cfg_.uses_mrope() && positions.dim() == 2 && positions.size(0) == 3 && positions.size(1) == T));
+  if (!pos_ok) bad_input("positions must be [T] int64 (or [3, T] for M-RoPE) with T = " + std::to_string(T));
   // [T, D/2] each, cast to the model dtype as the reference casts cos/sin before rotating.
   auto [cos32, sin32] = rotary_tables(positions.to(device()), meta);
   const at::Tensor cos = cos32.to(dtype()), sin = sin32.to(dtype());
   // The residual stream lives in `residual`; each "residual + branch" of the
   // reference followed by the next norm is one fused_add_rms_norm (same
   // rounding: the sum is rounded to the model dtype once, then normed).
-  at::Tensor residual = embed_tokens_.index_select(0, ids);  // [T, H]
+  // A copy: the fused norms below update the residual stream in place.
+  at::Tensor residual = inputs_embeds.to(device(), dtype(), /*non_blocking=*/false, /*copy=*/true);  // [T, H]
   at::Tensor h = layers_.empty() ? norm_(residual) : layers_[0].input_layernorm(residual);
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const DecoderLayer& l = layers_[i];

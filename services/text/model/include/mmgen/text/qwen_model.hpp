@@ -82,6 +82,11 @@ class QwenModel {
   at::Tensor forward(const at::Tensor& input_ids, const at::Tensor& positions, const AttentionMetadata& meta,
                      KvCache& cache) const;
 
+  // Same, from input embeddings [T, hidden_size] instead of ids: the VL
+  // models put vision features at the image placeholders' rows.
+  at::Tensor forward_embeds(const at::Tensor& inputs_embeds, const at::Tensor& positions,
+                            const AttentionMetadata& meta, KvCache& cache) const;
+
   // A cache that fits `slots` sequences of up to max_len tokens in this model's dtype/device.
   KvCache make_cache(std::int64_t slots, std::int64_t max_len) const;
 
