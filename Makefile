@@ -32,8 +32,10 @@ configure: setup
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
+# ctest runs $(JOBS) tests at once; one intra-op thread each keeps the cores
+# from being oversubscribed (tests are not benchmarks).
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+	cd $(BUILD) && OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} ctest --output-on-failure -j $(JOBS) --timeout 900
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit

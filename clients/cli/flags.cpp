@@ -53,6 +53,7 @@ constexpr FlagSpec kImage[] = {
     {"--strength", "", K::Double, "strength", "S", "img2img strength"},
     {"--mask", "", K::Input, "mask", "FILE", "inpainting mask"},
     {"--count", "", K::PosInt, "count", "N", "images per prompt"},
+    {"--format", "", K::String, "format", "FMT", "output format: png (default), jpeg or webp"},
     {"--previews", "", K::Previews, "previews", "DIR", "save preview images sent with progress into DIR"},
     {"--preview-every", "", K::PosInt, "preview_every", "N", "a preview every N steps"},
     {"--model", "", K::Model, "", "NAME", "run on a worker that serves this model"},

@@ -56,6 +56,10 @@ ImageJob parse_image_job(const Params& p, const std::vector<worker::Input>& inpu
   } catch (const std::exception&) {
     bad("format must be png, jpeg or webp, got '" + p.get_string("format", "") + "'");
   }
+  const std::string tiling = p.get_string("tiling", "auto");
+  if (tiling == "on") job.tiling = ImageJob::Tiling::on;
+  else if (tiling == "off") job.tiling = ImageJob::Tiling::off;
+  else if (tiling != "auto") bad("tiling must be auto, on or off, got '" + tiling + "'");
   job.quality = static_cast<int>(p.get_int("quality", job.format == media::ImageFormat::webp ? 90 : 95, 1, 100));
 
   media::DecodeOptions opts;

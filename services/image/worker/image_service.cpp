@@ -45,6 +45,10 @@ worker::Outcome ImageService::run(worker::JobContext& ctx) {
   const std::int64_t s = s_->pipeline->vae_scale_factor();
   const std::int64_t h = 2 * (req.height / (2 * s)), w = 2 * (req.width / (2 * s));
   ctx.progress(0, static_cast<std::uint32_t>(req.steps), "encoding prompt");
+  diffusion::TilingOptions tiling;
+  tiling.enabled = job.tiling == ImageJob::Tiling::on ||
+                   (job.tiling == ImageJob::Tiling::automatic && req.width * req.height > kAutoTileArea);
+  s_->pipeline->set_vae_tiling(tiling);  // one job at a time (capacity 1)
 
   // Each step: honour a cancel, then report progress (with a preview every N steps).
   const StepCallback on_step = [&](std::int64_t step, std::int64_t total, const at::Tensor& denoised) {

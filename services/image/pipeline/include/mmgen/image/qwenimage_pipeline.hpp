@@ -78,6 +78,10 @@ class QwenImagePipeline {
   // The latent grid of a W x H image is (H / s, W / s), s = vae_scale_factor()
   // (8 for the published VAE); packed latents hold (H / 2s)(W / 2s) tokens.
   std::int64_t vae_scale_factor() const { return vae_scale_factor_; }
+  // VAE tiling (diffusers' enable_tiling) for the next jobs: large images
+  // then encode/decode tile by tile, in memory that does not grow with the
+  // image area. Not thread-safe against a running generate().
+  void set_vae_tiling(const diffusion::TilingOptions& t) { vae_.set_tiling(t); }
   const QwenImageTransformer& transformer() const { return transformer_; }
   const diffusion::WanVae& vae() const { return vae_; }
 
