@@ -12,6 +12,7 @@
 #include <string>
 #include <tuple>
 
+#include "load_util.hpp"
 #include "mmgen/io/load_error.hpp"
 #include "mmgen/protocol.hpp"
 
@@ -19,30 +20,16 @@ namespace mmgen::text {
 
 namespace {
 
-[[noreturn]] void bad_input(const std::string& what) {
-  throw proto::ProtocolError(proto::ErrorCode::invalid_request, what);
-}
+using detail::bad_input;
+using detail::load_linear;
+using detail::load_mlp;
 
-Linear load_linear(io::WeightLoader& w, const std::string& name, std::int64_t out, std::int64_t in, bool bias) {
-  Linear l;
-  l.weight = w.take(name + ".weight", {out, in});
-  if (bias) l.bias = w.take(name + ".bias", {out});
-  return l;
-}
+
 
 ZeroCenteredRMSNorm load_norm(io::WeightLoader& w, const std::string& name, std::int64_t n, double eps) {
   return ZeroCenteredRMSNorm{w.take(name + ".weight", {n}), eps};
 }
 
-// gate_proj / up_proj stacked into one [2I, H] matmul (gate rows first), as Mlp expects.
-Mlp load_mlp(io::WeightLoader& w, const std::string& name, std::int64_t hidden, std::int64_t inter) {
-  Mlp m;
-  at::Tensor gate = w.take(name + ".gate_proj.weight", {inter, hidden});
-  at::Tensor up = w.take(name + ".up_proj.weight", {inter, hidden});
-  m.gate_up_proj.weight = at::cat({gate, up}, 0);
-  m.down_proj = load_linear(w, name + ".down_proj", hidden, inter, false);
-  return m;
-}
 
 SharedExpertMoe load_moe(const Qwen3_5Config& cfg, io::WeightLoader& w, const std::string& p) {
   const std::int64_t H = cfg.hidden_size, E = cfg.num_experts, I = cfg.moe_intermediate_size;

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <string>
 
+#include "load_util.hpp"
 #include "mmgen/io/load_error.hpp"
 #include "mmgen/ops.hpp"
 #include "mmgen/protocol.hpp"
@@ -22,33 +23,20 @@ namespace mmgen::text {
 
 namespace {
 
-[[noreturn]] void bad_input(const std::string& what) {
-  throw proto::ProtocolError(proto::ErrorCode::invalid_request, what);
-}
+using detail::bad_input;
+using detail::load_linear;
+using detail::load_mlp;
+
 
 std::string layer_prefix(const std::string& prefix, std::int64_t i) {
   return prefix + "layers." + std::to_string(i) + ".";
 }
 
-Linear load_linear(io::WeightLoader& w, const std::string& name, std::int64_t out, std::int64_t in, bool bias) {
-  Linear l;
-  l.weight = w.take(name + ".weight", {out, in});
-  if (bias) l.bias = w.take(name + ".bias", {out});
-  return l;
-}
 
 RMSNorm load_norm(io::WeightLoader& w, const std::string& name, std::int64_t n, double eps) {
   return RMSNorm{w.take(name + ".weight", {n}), eps};
 }
 
-Mlp load_mlp(io::WeightLoader& w, const std::string& name, std::int64_t hidden, std::int64_t inter) {
-  Mlp m;
-  at::Tensor gate = w.take(name + ".gate_proj.weight", {inter, hidden});
-  at::Tensor up = w.take(name + ".up_proj.weight", {inter, hidden});
-  m.gate_up_proj.weight = at::cat({gate, up}, 0);  // [2I, H]: gate rows first, as silu_and_mul expects
-  m.down_proj = load_linear(w, name + ".down_proj", hidden, inter, false);
-  return m;
-}
 
 // The decoder's key prefix: "model." as published; transformers 5 saves the
 // Qwen2.5-VL language model under "model.language_model.".

@@ -1,9 +1,11 @@
-// ChatML rendering following the published Qwen2.5 and Qwen3 chat templates.
+// ChatML rendering following the published Qwen2.5 and Qwen3 chat templates
+// (Qwen3.5's is in chat_qwen3_5.cpp), and recognising a template.
 #include "mmgen/text/chat.hpp"
 
 #include <fstream>
 #include <sstream>
 
+#include "chat_internal.hpp"
 #include "mmgen/protocol.hpp"
 
 namespace mmgen::text {
@@ -194,6 +196,7 @@ std::string read_text(const std::filesystem::path& p) {
 }  // namespace
 
 ChatTemplate ChatTemplate::qwen3() { return ChatTemplate{ChatFormat::qwen3, std::nullopt, false}; }
+ChatTemplate ChatTemplate::qwen3_5() { return ChatTemplate{ChatFormat::qwen3_5, std::nullopt, false}; }
 ChatTemplate ChatTemplate::qwen2_5() {
   return ChatTemplate{ChatFormat::qwen2_5, std::string(kQwen25System), false};
 }
@@ -204,6 +207,11 @@ ChatTemplate ChatTemplate::qwen2() {
 ChatTemplate ChatTemplate::detect(std::string_view src) {
   if (src.find("<|im_start|>") == std::string_view::npos)
     throw ProtocolError(ErrorCode::unsupported, "chat template is not ChatML (no <|im_start|>)");
+  // Qwen3.5: a thinking switch and XML tool calls.
+  if (src.find("enable_thinking") != std::string_view::npos &&
+      src.find("<function=") != std::string_view::npos &&
+      src.find("<parameter=") != std::string_view::npos)
+    return qwen3_5();
   if (src.find("enable_thinking") != std::string_view::npos ||
       src.find("<think>") != std::string_view::npos) {
     ChatTemplate t = qwen3();
@@ -238,7 +246,9 @@ std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> m
                         const ChatOptions& options) {
   if (messages.empty()) throw ProtocolError(ErrorCode::invalid_request, "chat has no messages");
   std::string out;
-  if (tmpl.format == ChatFormat::qwen3) {
+  if (tmpl.format == ChatFormat::qwen3_5) {
+    detail::render_qwen3_5(out, messages, options);
+  } else if (tmpl.format == ChatFormat::qwen3) {
     if (tmpl.generation_opens_think) {
       // Thinking-only releases open the block in the prompt and have no switch.
       ChatOptions always_thinking = options;
@@ -252,6 +262,12 @@ std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> m
     render_qwen2_5(out, tmpl, messages, options);
   }
   return out;
+}
+
+bool generation_starts_in_reasoning(const ChatTemplate& tmpl, const ChatOptions& options) {
+  if (!options.add_generation_prompt) return false;
+  if (tmpl.format == ChatFormat::qwen3_5) return options.enable_thinking;
+  return tmpl.format == ChatFormat::qwen3 && tmpl.generation_opens_think;
 }
 
 }  // namespace mmgen::text

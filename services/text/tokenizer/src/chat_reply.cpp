@@ -40,7 +40,50 @@ std::size_t partial_tag_suffix(std::string_view s, std::string_view tag) {
   return 0;
 }
 
+[[noreturn]] void bad_call(const std::string& why) {
+  throw proto::ProtocolError(proto::ErrorCode::invalid_request, "tool call " + why);
+}
+
+// Qwen3.5's form: <function=NAME>\n<parameter=ARG>\nVALUE\n</parameter>\n...</function>.
+// The template writes objects and arrays as JSON and other values as text; a
+// value that reads as JSON is taken as that value, any other text as a string.
+ToolCall read_xml_tool_call(std::string_view body) {
+  constexpr std::string_view kFunction = "<function=", kEndFunction = "</function>";
+  constexpr std::string_view kParam = "<parameter=", kEndParam = "</parameter>";
+  auto name_end = body.find('>');
+  if (name_end == std::string_view::npos) bad_call("<function= has no closing '>'");
+  ToolCall call{std::string(strip_space(body.substr(kFunction.size(), name_end - kFunction.size()))),
+                Json(JsonObject{})};
+  if (call.name.empty()) bad_call("has an empty function name");
+  std::string_view rest = body.substr(name_end + 1);
+  auto end = rest.rfind(kEndFunction);
+  if (end == std::string_view::npos) bad_call("has no </function>");
+  rest = rest.substr(0, end);
+  JsonObject args;
+  for (auto at = rest.find(kParam); at != std::string_view::npos; at = rest.find(kParam)) {
+    auto gt = rest.find('>', at);
+    if (gt == std::string_view::npos) bad_call("<parameter= has no closing '>'");
+    std::string arg(strip_space(rest.substr(at + kParam.size(), gt - at - kParam.size())));
+    auto close = rest.find(kEndParam, gt);
+    if (close == std::string_view::npos) bad_call("parameter '" + arg + "' has no </parameter>");
+    std::string_view value = rest.substr(gt + 1, close - gt - 1);
+    if (value.starts_with('\n')) value.remove_prefix(1);
+    if (value.ends_with('\n')) value.remove_suffix(1);
+    Json parsed;
+    try {
+      parsed = parse_json(value);
+    } catch (const proto::ProtocolError&) {
+      parsed = Json(std::string(value));
+    }
+    args.emplace_back(std::move(arg), std::move(parsed));
+    rest = rest.substr(close + kEndParam.size());
+  }
+  call.arguments = Json(std::move(args));
+  return call;
+}
+
 ToolCall read_tool_call(std::string_view body) {
+  if (strip_space(body).starts_with("<function=")) return read_xml_tool_call(strip_space(body));
   Json call = parse_json(strip_space(body));
   if (!call.is_object())
     throw proto::ProtocolError(proto::ErrorCode::invalid_request, "tool call is not a JSON object");

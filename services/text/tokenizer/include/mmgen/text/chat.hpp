@@ -1,5 +1,5 @@
-// Chat prompts in Qwen's ChatML, rendered as the published Qwen2.5 and Qwen3
-// chat templates render them (no Jinja engine: each rule of those templates is
+// Chat prompts in Qwen's ChatML, rendered as the published Qwen2.5, Qwen3 and
+// Qwen3.5 chat templates render them (no Jinja engine: each rule of those templates is
 // one branch below), and the parsing of a model's reply into reasoning,
 // content and tool calls.
 #pragma once
@@ -31,6 +31,10 @@ struct ChatMessage {
 enum class ChatFormat {
   qwen2_5,  // Qwen2 / Qwen2.5: default system prompt, tools, no thinking
   qwen3,    // Qwen3: no default system, <think> blocks, enable_thinking
+  // Qwen3.5: thinking by default (the generation prompt opens <think>),
+  // trimmed contents, XML tool calls (<function=..><parameter=..>), tools
+  // listed before the system prompt.
+  qwen3_5,
 };
 
 struct ChatTemplate {
@@ -42,6 +46,7 @@ struct ChatTemplate {
   bool generation_opens_think = false;
 
   static ChatTemplate qwen3();
+  static ChatTemplate qwen3_5();
   static ChatTemplate qwen2_5();  // "You are Qwen, created by Alibaba Cloud. ..."
   static ChatTemplate qwen2();    // "You are a helpful assistant."
   // The format a published Jinja chat_template implements, recognised by the
@@ -53,13 +58,24 @@ struct ChatTemplate {
 
 struct ChatOptions {
   bool add_generation_prompt = true;
-  bool enable_thinking = true;  // Qwen3: false appends an empty think block
-  std::vector<Json> tools;      // function definitions, printed as JSON lines
+  // Qwen3 / Qwen3.5: false appends an empty think block to the generation
+  // prompt; Qwen3.5 with true opens one.
+  bool enable_thinking = true;
+  // Function definitions ({"type": "function", "function": {...}}), printed as
+  // JSON lines in the system turn.
+  std::vector<Json> tools;
 };
 
-// Throws ProtocolError(invalid_request) for an empty chat or an unknown role.
+// Throws ProtocolError(invalid_request) for an empty chat, an unknown role,
+// and what a template refuses (Qwen3.5: no user query, a late system message,
+// tool-call arguments that are not an object).
 std::string render_chat(const ChatTemplate& tmpl, std::span<const ChatMessage> messages,
                         const ChatOptions& options);
+
+// Whether the prompt render_chat writes for these options ends inside an open
+// think block, so the reply starts with reasoning (parse_reply's and
+// ReasoningStreamParser's `starts_in_reasoning`).
+bool generation_starts_in_reasoning(const ChatTemplate& tmpl, const ChatOptions& options);
 
 // ---- replies -----------------------------------------------------------------------
 
@@ -73,7 +89,10 @@ struct ParsedReply {
 
 // Splits a finished reply (decoded text; <think> and <tool_call> are not
 // special tokens, so they are in it). `starts_in_reasoning`: the prompt ended
-// with an open think block.
+// with an open think block. Tool calls are read in both published forms: a
+// JSON object (Qwen2.5 / Qwen3) or XML (Qwen3.5: <function=NAME> with
+// <parameter=ARG> blocks; a value that is valid JSON becomes that JSON value,
+// any other text a string).
 ParsedReply parse_reply(std::string_view text, bool starts_in_reasoning = false);
 
 // The same split of reasoning and content for a reply that arrives in pieces.
