@@ -196,6 +196,10 @@ class Parser {
         if (value.empty()) throw UsageError(name + " needs a file name");
         cmd_.chat_file = value;
         break;
+      case FlagKind::Tools:
+        if (value.empty()) throw UsageError(name + " needs a file name");
+        cmd_.tools_file = value;
+        break;
       case FlagKind::Output:
         if (value.empty()) throw UsageError("-o needs a path");
         cmd_.output = value;

@@ -62,6 +62,7 @@ struct Command {
   ValueMap params;
   std::vector<InputFile> inputs;
   std::string chat_file;  // --chat / --messages: read into params["messages"] when submitting
+  std::string tools_file;  // --tools: its JSON text becomes params["tools"] when submitting
 
   // ---- local outputs --------------------------------------------------------------
   std::string output;        // -o

@@ -37,6 +37,7 @@ constexpr FlagSpec kText[] = {
     {"--no-think", "", K::SetFalse, "think", "", "no thinking (Qwen3)"},
     {"--model", "", K::Model, "", "NAME", "run on a worker that serves this model"},
     {"--chat", "--messages", K::Chat, "messages", "FILE", "JSON chat: [{\"role\":..,\"content\":..},..]"},
+    {"--tools", "", K::Tools, "tools", "FILE", "JSON function definitions the model may call"},
     {"-o", "--output", K::Output, "", "PATH", "also write the generated text to PATH"},
 };
 

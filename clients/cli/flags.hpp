@@ -25,6 +25,7 @@ enum class FlagKind {
   Model,       // Submit.model
   Input,       // a file sent as the input blob named `param`
   Chat,        // a JSON chat file -> params["messages"]
+  Tools,       // a JSON file of function definitions -> params["tools"] (its text, key order kept)
   Output,      // -o
   Previews,    // --previews DIR (also params["previews"] = true)
   SaveFrames,  // --save-frames DIR (also params["save_frames"] = true)

@@ -58,6 +58,22 @@ SubmitPlan build_submit(const Command& cmd) {
     s.timeout_ms = static_cast<std::uint64_t>(std::max(1.0, std::round(*cmd.timeout_s * 1000.0)));
   }
   if (!cmd.chat_file.empty()) s.params["messages"] = read_chat_messages(cmd.chat_file);
+  if (!cmd.tools_file.empty()) {
+    // Sent as JSON text: the chat templates print tools verbatim, and a
+    // msgpack map would reach the worker with its keys sorted.
+    std::string text;
+    try {
+      text = read_file(cmd.tools_file);
+      if (!parse_json(text).is_array()) throw UsageError("tools file " + cmd.tools_file + ": expected a JSON array");
+    } catch (const JsonError& e) {
+      throw UsageError("tools file " + cmd.tools_file + " is not valid JSON: " + e.what());
+    } catch (const UsageError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw UsageError(e.what());
+    }
+    s.params["tools"] = text;
+  }
   for (const auto& in : cmd.inputs) {
     std::string bytes;
     try {

@@ -65,6 +65,19 @@ TEST(Submit, ChatFileBecomesMessages) {
   }
 }
 
+TEST(Submit, ToolsFileIsSentAsItsJsonText) {
+  TempDir dir;
+  const std::string tools = R"([{"type":"function","function":{"name":"zeta","description":"d"}}])";
+  testing::write_all(dir.file("t.json"), tools);
+  auto s = build_submit(parse({"text", "weather?", "--tools", dir.file("t.json")})).submit;
+  EXPECT_EQ(s.params.at("tools"), Value(tools)) << "the text itself, so the worker keeps the key order";
+  for (const char* bad : {"{\"not\":\"an array\"}", "not json"}) {
+    testing::write_all(dir.file("bad.json"), bad);
+    EXPECT_THROW(build_submit(parse({"text", "x", "--tools", dir.file("bad.json")})), UsageError) << bad;
+  }
+  EXPECT_THROW(build_submit(parse({"text", "x", "--tools", dir.file("missing.json")})), UsageError);
+}
+
 TEST(Submit, DefaultsWithoutEnvelopeFlags) {
   auto s = build_submit(parse({"echo", "hi"})).submit;
   EXPECT_EQ(s.service, "echo");

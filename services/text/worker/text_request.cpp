@@ -2,6 +2,7 @@
 #include "text_request.hpp"
 
 #include "mmgen/protocol.hpp"
+#include "mmgen/text/json.hpp"
 
 namespace mmgen::text {
 
@@ -12,6 +13,59 @@ namespace {
 const Value* find(const Params& p, std::string_view key) {
   auto it = p.map().find(key);
   return it == p.map().end() || it->second.is_null() ? nullptr : &it->second;
+}
+
+// A params value as chat JSON. msgpack maps arrive as sorted ValueMaps, so
+// keys come out sorted; send the JSON text (a string) to keep your order,
+// which the templates print verbatim.
+Json to_json(const Value& v, const std::string& where) {
+  if (v.is_null()) return Json(nullptr);
+  if (v.is_bool()) return Json(v.as_bool());
+  if (v.is_int()) return Json(v.as_int());
+  if (v.is_double()) return Json(v.as_double());
+  if (v.is_string()) return Json(v.as_string());
+  if (v.is_array()) {
+    JsonArray a;
+    for (const Value& e : v.as_array()) a.push_back(to_json(e, where));
+    return Json(std::move(a));
+  }
+  if (v.is_map()) {
+    JsonObject o;
+    for (const auto& [k, e] : v.as_map()) o.emplace_back(k, to_json(e, where));
+    return Json(std::move(o));
+  }
+  bad(where + " holds a value JSON cannot express (binary)");
+}
+
+// An array, or its JSON text.
+std::vector<Json> json_list(const Value& v, const std::string& where) {
+  Json j;
+  if (v.is_string()) {
+    try {
+      j = parse_json(v.as_string());
+    } catch (const std::exception& e) {
+      bad(where + " is not valid JSON: " + e.what());
+    }
+  } else {
+    j = to_json(v, where);
+  }
+  if (!j.is_array()) bad(where + " must be an array");
+  return j.as_array();
+}
+
+std::vector<ToolCall> read_tool_calls(const Value& v, const std::string& where) {
+  std::vector<ToolCall> out;
+  std::size_t i = 0;
+  for (const Json& c : json_list(v, where)) {
+    const std::string w = where + "[" + std::to_string(i++) + "]";
+    const Json* fn = c.is_object() ? c.find("function") : nullptr;
+    const Json& f = fn ? *fn : c;  // {"type":"function","function":{...}} or {name, arguments}
+    const Json* name = f.is_object() ? f.find("name") : nullptr;
+    if (!name || !name->is_string()) bad(w + " needs a function name");
+    const Json* args = f.find("arguments");
+    out.push_back({name->as_string(), args ? *args : Json(JsonObject{})});
+  }
+  return out;
 }
 
 std::vector<ChatMessage> read_messages(const Value& v) {
@@ -32,6 +86,8 @@ std::vector<ChatMessage> read_messages(const Value& v) {
     if (content != mm.end() && content->second.is_string()) msg.content = content->second.as_string();
     if (auto rc = mm.find("reasoning_content"); rc != mm.end() && rc->second.is_string())
       msg.reasoning_content = rc->second.as_string();
+    if (auto tc = mm.find("tool_calls"); tc != mm.end() && !tc->second.is_null())
+      msg.tool_calls = read_tool_calls(tc->second, where + ".tool_calls");
     out.push_back(std::move(msg));
   }
   if (out.empty()) bad("messages is empty");
@@ -97,8 +153,9 @@ TextRequest parse_text_request(const Params& p, const ChatTemplate& tmpl, const 
   if (find(p, "system")) messages.insert(messages.begin(), {"system", p.get_string("system", ""), std::nullopt, {}});
   ChatOptions opts;
   opts.enable_thinking = think;
+  if (const Value* t = find(p, "tools")) opts.tools = json_list(*t, "tools");
   r.prompt_text = render_chat(tmpl, messages, opts);
-  r.starts_in_reasoning = tmpl.format == ChatFormat::qwen3 && tmpl.generation_opens_think && think;
+  r.starts_in_reasoning = generation_starts_in_reasoning(tmpl, opts);
   return r;
 }
 

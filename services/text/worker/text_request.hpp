@@ -4,8 +4,11 @@
 // (bool, Qwen3 enable_thinking, default true); raw (bool: the prompt is fed as
 // is, no chat template); max_tokens, temperature, top_k, top_p, min_p, seed,
 // repetition_penalty, presence_penalty, frequency_penalty, stop (array of
-// strings), stop_token_ids (array of ints), ignore_eos, logprobs. Sampling
-// params default to the model's generation_config.json.
+// strings), stop_token_ids (array of ints), ignore_eos, logprobs; tools
+// (function definitions [{"type":"function","function":{...}}], as an array or
+// as its JSON text — the text keeps your key order, which the chat templates
+// print verbatim); messages[i].tool_calls on assistant turns. Sampling params
+// default to the model's generation_config.json.
 #pragma once
 
 #include <string>
