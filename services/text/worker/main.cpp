@@ -7,7 +7,7 @@
 int main(int argc, char** argv) {
   using mmgen::worker::ExtraFlag;
   std::string kv_cache_memory = "512MiB";
-  std::int64_t max_model_len = 0, block_size = 16, max_batched_tokens = 512;
+  std::int64_t max_model_len = 0, block_size = 16, max_batched_tokens = 512, max_num_seqs = 0;
   bool no_prefix_caching = false;
   const std::vector<ExtraFlag> extra = {
       {"kv-cache-memory", "KV cache budget in bytes (K/M/G suffixes; default 512MiB)", &kv_cache_memory},
@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
       {"block-size", "tokens per KV block (default 16)", &block_size, 1, 1024},
       {"max-num-batched-tokens", "tokens computed per engine step: the chunked-prefill budget (default 512)",
        &max_batched_tokens, 1, 1 << 20},
+      {"max-num-seqs",
+       "sequences the engine runs at once (for hybrid models also the recurrent-state slots); 0: --capacity",
+       &max_num_seqs, 0, 1 << 16},
       {"no-prefix-caching", "turn off prefix caching", &no_prefix_caching},
   };
   mmgen::worker::WorkerFlags defaults;
@@ -33,7 +36,7 @@ int main(int argc, char** argv) {
         o.block_size = std::int32_t(block_size);
         o.max_num_batched_tokens = max_batched_tokens;
         o.enable_prefix_caching = !no_prefix_caching;
-        o.max_num_seqs = std::int32_t(f.capacity);
+        o.max_num_seqs = std::int32_t(max_num_seqs > 0 ? max_num_seqs : std::int64_t(f.capacity));
         return std::make_unique<mmgen::text::TextService>(o);
       },
       MMGEN_VERSION, extra, defaults);

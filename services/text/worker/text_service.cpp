@@ -27,10 +27,9 @@
 namespace mmgen::text {
 
 struct TextService::State {
-  std::unique_ptr<QwenForCausalLM> model;
   std::shared_ptr<const Tokenizer> tokenizer;
   ChatTemplate chat_template;
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Engine> engine;  // owns the model (Qwen or hybrid Qwen3.5, by config.json) and its cache
   std::unique_ptr<EngineLoop> loop;  // last: its thread stops first
 };
 
@@ -93,12 +92,14 @@ TextService::TextService(const TextServiceOptions& opts) : s_(std::make_unique<S
   model_name_ = opts.model_dir.filename().string();
   if (model_name_.empty()) model_name_ = opts.model_dir.parent_path().filename().string();
   io::LoadOptions lo{parse_dtype(opts.dtype), c10::Device(opts.device)};
-  s_->model = std::make_unique<QwenForCausalLM>(QwenForCausalLM::load(opts.model_dir, lo));
+  // QwenForCausalLM, or Qwen3_5ForCausalLM when config.json's architectures name a hybrid model.
+  std::unique_ptr<EngineModel> model = load_engine_model(opts.model_dir, lo);
+  const std::string architecture = model->architecture();
   s_->tokenizer = std::make_shared<const Tokenizer>(Tokenizer::from_directory(opts.model_dir));
   s_->chat_template = ChatTemplate::from_model_dir(opts.model_dir);
   GenerationDefaults defaults = GenerationDefaults::load(opts.model_dir);
   if (defaults.eos_token_ids.empty()) {
-    for (auto id : s_->model->config().eos_token_ids) defaults.eos_token_ids.push_back(TokenId(id));
+    for (auto id : model->eos_token_ids()) defaults.eos_token_ids.push_back(TokenId(id));
   }
   EngineConfig ec;
   ec.kv_cache_bytes = opts.kv_cache_bytes;
@@ -107,7 +108,15 @@ TextService::TextService(const TextServiceOptions& opts) : s_(std::make_unique<S
   ec.max_num_batched_tokens = opts.max_num_batched_tokens;
   ec.max_model_len = opts.max_model_len;
   ec.enable_prefix_caching = opts.enable_prefix_caching;
-  s_->engine = std::make_unique<Engine>(*s_->model, s_->tokenizer, std::move(defaults), ec);
+  s_->engine = std::make_unique<Engine>(std::move(model), s_->tokenizer, std::move(defaults), ec);
+  const KvCacheManager& cache = s_->engine->scheduler().cache();
+  log::info("text engine ready", {{"model", model_name_},
+                                  {"architecture", architecture},
+                                  {"kv_blocks", cache.num_blocks()},
+                                  {"block_size", cache.block_size()},
+                                  {"state_slots", cache.num_state_slots()},
+                                  {"prefix_caching", cache.pool().prefix_caching() ? "on" : "off"}});
+  if (!s_->engine->prefix_caching_note().empty()) log::warn(s_->engine->prefix_caching_note());
   s_->loop = std::make_unique<EngineLoop>(*s_->engine);
 }
 

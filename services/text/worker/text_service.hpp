@@ -7,7 +7,12 @@
 // half a UTF-8 character). RESULT data: text, reasoning, tool_calls,
 // finish_reason, prompt_tokens, completion_tokens, cached_tokens, tokens,
 // ttft_ms, tokens_per_s. A cancelled job leaves the engine at once (its KV
-// blocks are freed).
+// blocks, and a hybrid model's recurrent-state slot, are freed).
+//
+// The model class comes from config.json's "architectures": Qwen3.5 /
+// Qwen3.5-MoE / Qwen3-Next checkpoints run as Qwen3_5ForCausalLM (hybrid
+// cache: KV blocks + one state slot per running sequence, prefix caching off),
+// every other Qwen as QwenForCausalLM (engine_model.hpp).
 #pragma once
 
 #include <cstdint>
@@ -29,7 +34,7 @@ struct TextServiceOptions {
   // EngineConfig fields (engine.hpp).
   std::int64_t kv_cache_bytes = std::int64_t(512) << 20;
   std::int32_t block_size = 16;
-  std::int32_t max_num_seqs = 16;
+  std::int32_t max_num_seqs = 16;  // also the most recurrent-state slots (hybrid models)
   std::int64_t max_num_batched_tokens = 512;
   std::int64_t max_model_len = 0;
   bool enable_prefix_caching = true;

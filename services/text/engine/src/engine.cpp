@@ -35,19 +35,76 @@ KvCacheConfig cache_config_for(const QwenConfig& model, c10::ScalarType dtype, c
   return c;
 }
 
+const char* const kHybridPrefixCachingNote =
+    "prefix caching is off for hybrid (linear-attention) models: a cached KV prefix is useless without the "
+    "recurrent state after that prefix, and states are not snapshotted at block boundaries";
+
+SchedulerConfig scheduler_config_for(const EngineModel& model, const EngineConfig& cfg) {
+  SchedulerConfig s;
+  s.max_num_seqs = cfg.max_num_seqs;
+  s.max_num_batched_tokens = cfg.max_num_batched_tokens;
+  s.max_model_len = cfg.max_model_len > 0 ? std::min(cfg.max_model_len, model.max_position_embeddings())
+                                          : model.max_position_embeddings();
+  return s;
+}
+
+KvCacheConfig cache_config_for(const EngineModel& model, const EngineConfig& cfg) {
+  if (cfg.block_size <= 0) {
+    throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                               "--block-size must be positive, not " + std::to_string(cfg.block_size));
+  }
+  const CacheSpec spec = model.cache_spec();
+  const std::int64_t per_block = spec.kv_bytes_per_block(cfg.block_size);
+  KvCacheConfig c;
+  c.block_size = cfg.block_size;
+  c.enable_prefix_caching = cfg.enable_prefix_caching;
+  std::int64_t budget = cfg.kv_cache_bytes;
+  if (spec.hybrid()) {
+    // Every running sequence needs a state slot and at least one block.
+    const std::int64_t per_seq = spec.state_bytes_per_slot + per_block;
+    const std::int64_t slots = std::min<std::int64_t>(std::max(cfg.max_num_seqs, 1), budget / per_seq);
+    if (slots < 1) {
+      throw proto::ProtocolError(
+          proto::ErrorCode::invalid_request,
+          "--kv-cache-memory " + std::to_string(cfg.kv_cache_bytes) + " bytes holds no recurrent-state slot (" +
+              std::to_string(spec.state_bytes_per_slot) + " bytes per sequence) plus one KV block of " +
+              std::to_string(cfg.block_size) + " tokens (" + std::to_string(per_block) + " bytes)");
+    }
+    c.num_state_slots = std::int32_t(slots);
+    budget -= slots * spec.state_bytes_per_slot;
+    c.enable_prefix_caching = false;  // kHybridPrefixCachingNote
+  }
+  c.num_blocks = per_block > 0 ? std::int32_t(std::min<std::int64_t>(budget / per_block, INT32_MAX)) : 0;
+  if (c.num_blocks < 1) {
+    throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                               "--kv-cache-memory " + std::to_string(cfg.kv_cache_bytes) +
+                                   " bytes holds no KV block of " + std::to_string(cfg.block_size) + " tokens");
+  }
+  return c;
+}
+
 Engine::Engine(const QwenForCausalLM& model, std::shared_ptr<const Tokenizer> tokenizer, GenerationDefaults defaults,
                EngineConfig cfg)
-    : model_(model),
+    : Engine(make_engine_model(model), std::move(tokenizer), std::move(defaults), cfg) {}
+
+Engine::Engine(const Qwen3_5ForCausalLM& model, std::shared_ptr<const Tokenizer> tokenizer,
+               GenerationDefaults defaults, EngineConfig cfg)
+    : Engine(make_engine_model(model), std::move(tokenizer), std::move(defaults), cfg) {}
+
+Engine::Engine(std::unique_ptr<EngineModel> model, std::shared_ptr<const Tokenizer> tokenizer,
+               GenerationDefaults defaults, EngineConfig cfg)
+    : model_(std::move(model)),
       tokenizer_(std::move(tokenizer)),
       defaults_(std::move(defaults)),
-      scheduler_(scheduler_config_for(model.config(), cfg), cache_config_for(model.config(), model.model.dtype(), cfg)),
-      cache_(KvCache::paged(model.config().num_hidden_layers, scheduler_.cache().num_blocks(), cfg.block_size,
-                            model.config().num_key_value_heads, model.config().head_dim, model.model.dtype(),
-                            model.model.device())) {}
+      scheduler_(scheduler_config_for(*model_, cfg), cache_config_for(*model_, cfg)) {
+  const KvCacheManager& cm = scheduler_.cache();
+  model_->allocate_cache(cm.num_blocks(), cm.block_size(), cm.num_state_slots());
+  if (cfg.enable_prefix_caching && model_->cache_spec().hybrid()) prefix_caching_note_ = kHybridPrefixCachingNote;
+}
 
 RequestId Engine::add(std::vector<TokenId> prompt, const SamplingParams& params, EventSink sink) {
   params.validate();
-  const std::int64_t vocab = model_.config().vocab_size;
+  const std::int64_t vocab = model_->vocab_size();
   for (TokenId t : prompt) {
     if (t < 0 || t >= vocab) {
       throw proto::ProtocolError(proto::ErrorCode::invalid_request,
@@ -106,7 +163,8 @@ bool Engine::step() {
       ids.push_back(s.tokens[std::size_t(j)]);
       positions.push_back(s.context_len + j);
     }
-    slices.push_back(SequenceSlice{start, n, s.context_len, 0});
+    // cache_slot: the recurrent-state slot of a hybrid model (unused by paged KV).
+    slices.push_back(SequenceSlice{start, n, s.context_len, s.state_slot.value_or(0)});
     tables.push_back(s.blocks);
     if (s.samples) {
       sample_rows.push_back(start + n - 1);
@@ -117,14 +175,14 @@ bool Engine::step() {
   StepResult result;
   at::Tensor logits;  // [N, V] float32 on the CPU
   try {
-    const c10::Device device = model_.model.device();
+    const c10::Device device = model_->device();
     auto long_opts = at::TensorOptions().dtype(at::kLong);
     AttentionMetadata meta =
         AttentionMetadata::build_paged(std::move(slices), tables, scheduler_.cache().block_size(), device);
-    at::Tensor hidden = model_.forward(at::tensor(ids, long_opts), at::tensor(positions, long_opts), meta, cache_);
+    at::Tensor hidden = model_->forward(at::tensor(ids, long_opts), at::tensor(positions, long_opts), meta);
     if (!sample_rows.empty()) {
       at::Tensor last = hidden.index_select(0, at::tensor(sample_rows, long_opts).to(device));  // [N, H]
-      logits = model_.logits(last).to(at::kCPU).to(at::kFloat).contiguous();                   // [N, V]
+      logits = model_->logits(last).to(at::kCPU).to(at::kFloat).contiguous();                   // [N, V]
     }
   } catch (const std::exception& e) {
     std::vector<RequestId> all;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 
 namespace mmgen::text {
 
@@ -104,7 +105,13 @@ std::optional<std::int32_t> StateSlotPool::allocate() {
   return s;
 }
 
-void StateSlotPool::release(std::int32_t slot) { free_.push_back(slot); }
+void StateSlotPool::release(std::int32_t slot) {
+  // A slot freed twice would later be handed to two sequences at once (their
+  // recurrent states mixed): refuse loudly instead.
+  if (slot < 0 || slot >= total_ || std::find(free_.begin(), free_.end(), slot) != free_.end())
+    throw std::logic_error("StateSlotPool: slot " + std::to_string(slot) + " released twice or unknown");
+  free_.push_back(slot);
+}
 
 // ---- KvCacheManager ------------------------------------------------------------------
 

@@ -5,6 +5,14 @@
 // cancel() and step() are called from one thread; EngineLoop
 // (engine_loop.hpp) puts a thread and a mailbox around it for the worker.
 //
+// The model is seen through EngineModel (engine_model.hpp): the plain Qwen
+// decoders (KV cache only) or the hybrid Qwen3.5 / Qwen3-Next ones, whose
+// cache adds one recurrent-state slot per running sequence (the scheduler
+// hands the slot out with the blocks; the engine passes it to the model as
+// SequenceSlice::cache_slot). For hybrid models prefix caching is off: a
+// cached KV prefix is useless without the recurrent state at that point,
+// which the engine does not snapshot.
+//
 // One step: schedule -> flatten the plan into ids [T], positions [T] and paged
 // attention metadata -> model forward (new K/V written into the cache blocks)
 // -> logits of the last token of each sequence that completes its known
@@ -25,6 +33,7 @@
 
 #include "mmgen/text/attention.hpp"
 #include "mmgen/text/detokenizer.hpp"
+#include "mmgen/text/engine_model.hpp"
 #include "mmgen/text/qwen_model.hpp"
 #include "mmgen/text/sampling.hpp"
 #include "mmgen/text/scheduler.hpp"
@@ -57,7 +66,15 @@ using EventSink = std::function<void(const TokenEvent&)>;
 class Engine {
  public:
   // `tokenizer` may be null (no text in events: benchmarks, token-level tests).
+  // The model must outlive the engine.
   Engine(const QwenForCausalLM& model, std::shared_ptr<const Tokenizer> tokenizer, GenerationDefaults defaults,
+         EngineConfig cfg);
+  Engine(const Qwen3_5ForCausalLM& model, std::shared_ptr<const Tokenizer> tokenizer, GenerationDefaults defaults,
+         EngineConfig cfg);
+  // Any model behind the adapter interface (load_engine_model); the engine
+  // allocates its cache through it. Throws ProtocolError(invalid_request)
+  // when the budget holds no block (or, hybrid, no state slot).
+  Engine(std::unique_ptr<EngineModel> model, std::shared_ptr<const Tokenizer> tokenizer, GenerationDefaults defaults,
          EngineConfig cfg);
 
   // Queues a request; `sink` is called from step() for each of its tokens.
@@ -75,6 +92,10 @@ class Engine {
   std::int64_t max_model_len() const { return scheduler_.config().max_model_len; }
   std::int64_t cached_prefix_tokens(RequestId id) const { return scheduler_.cached_prefix_tokens(id); }
   std::int64_t total_preemptions() const { return preemptions_; }
+  const EngineModel& model() const { return *model_; }
+  // Why prefix caching is off although the config asked for it ("" when it is
+  // on or was not asked for): for the worker's log.
+  const std::string& prefix_caching_note() const { return prefix_caching_note_; }
 
  private:
   struct Live {
@@ -89,11 +110,11 @@ class Engine {
   };
   void finish_with_error(const std::vector<RequestId>& ids, const std::string& message);
 
-  const QwenForCausalLM& model_;
+  std::unique_ptr<EngineModel> model_;  // owns the cache tensors
   std::shared_ptr<const Tokenizer> tokenizer_;
   GenerationDefaults defaults_;
   Scheduler scheduler_;
-  KvCache cache_;
+  std::string prefix_caching_note_;
   std::unordered_map<RequestId, std::unique_ptr<Live>> live_;
   RequestId next_id_ = 1;
   std::int64_t preemptions_ = 0;
@@ -103,5 +124,15 @@ class Engine {
 // the byte budget in the model dtype). Exposed for tests and the benchmark.
 SchedulerConfig scheduler_config_for(const QwenConfig& model, const EngineConfig& cfg);
 KvCacheConfig cache_config_for(const QwenConfig& model, c10::ScalarType dtype, const EngineConfig& cfg);
+
+// Same for any model. A hybrid model's budget (--kv-cache-memory) pays for
+// its state slots first: num_state_slots = min(max_num_seqs, what the budget
+// holds at one state slot + one KV block each), the rest goes to KV blocks of
+// the full-attention layers; prefix caching is off (see prefix_caching_note).
+SchedulerConfig scheduler_config_for(const EngineModel& model, const EngineConfig& cfg);
+KvCacheConfig cache_config_for(const EngineModel& model, const EngineConfig& cfg);
+
+// The reason a hybrid model runs without prefix caching (logged, and in the README).
+extern const char* const kHybridPrefixCachingNote;
 
 }  // namespace mmgen::text

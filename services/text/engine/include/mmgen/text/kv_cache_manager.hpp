@@ -80,6 +80,7 @@ class StateSlotPool {
   std::int32_t num_slots() const { return total_; }
   std::int32_t num_free() const { return std::int32_t(free_.size()); }
   std::optional<std::int32_t> allocate();
+  // Throws std::logic_error for a slot outside the pool or one already free.
   void release(std::int32_t slot);
 
  private:
@@ -117,6 +118,10 @@ class KvCacheManager {
   std::int64_t capacity_tokens() const { return std::int64_t(pool_.num_blocks()) * block_size_; }
   std::int32_t blocks_for(std::int64_t tokens) const { return std::int32_t((tokens + block_size_ - 1) / block_size_); }
   const BlockPool& pool() const { return pool_; }
+  // Recurrent-state slots (hybrid models; 0 otherwise): every running sequence
+  // holds exactly one, never shared, from its first allocate() until free().
+  std::int32_t num_state_slots() const { return slots_.num_slots(); }
+  std::int32_t num_free_state_slots() const { return slots_.num_free(); }
 
   // Prefix-cache hit for a sequence that has nothing computed yet: takes the
   // longest run of cached full blocks matching `tokens` (never the whole

@@ -12,7 +12,8 @@
 //   2. When a running request cannot grow, the most recently admitted running
 //      request is preempted: its blocks are freed and it goes back to the head
 //      of the queue to be recomputed later (its tokens so far are kept).
-//   3. Waiting requests are admitted (FIFO) while budget, sequence slots and
+//   3. Waiting requests are admitted (FIFO) while budget, sequence slots,
+//      recurrent-state slots (hybrid models: one per running sequence) and
 //      blocks last; a new request first takes its cached prefix blocks.
 //   4. Cancellation frees a request's blocks at once.
 //
