@@ -18,8 +18,10 @@
 #include <c10/core/CPUAllocator.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/arange.h>
 #include <ATen/ops/cat.h>
+#include <ATen/ops/conv1d.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
@@ -293,6 +295,72 @@ std::vector<Case> make_cases(at::ScalarType dt, at::Device dev, bool gpu) {
                     vc.view({-1, Hkv, D}).index_copy_(0, slots, v);
                   },
                   4.0 * T * Hkv * D * es});
+  }
+  // ---- Gated DeltaNet (Qwen3.5-0.8B-shaped linear attention: 16 heads x 128, conv 6144 x 4) ----
+  {  // gated_rms_norm over 4096 tokens x 16 value heads x 128
+    const at::Tensor x = rnd({4096 * 16, 128}, dt, dev), z = rnd({4096 * 16, 128}, dt, dev), w = rnd({128}, dt, dev);
+    cs.push_back({"gated_rms_norm", "65536x128", dt, [=] { ops::gated_rms_norm(x, z, w, 1e-6); },
+                  [=] {
+                    const at::Tensor h = x.to(at::kFloat);
+                    w.mul(h.mul(h.pow(2).mean({-1}, true).add(1e-6).rsqrt()).to(x.scalar_type()))
+                        .mul(at::silu(z.to(at::kFloat)))
+                        .to(x.scalar_type());
+                  },
+                  3 * 65536.0 * 128 * es});
+  }
+  {  // causal conv1d: prefill of 4096 tokens, and a decode step with its window for 16 sequences
+    const std::int64_t C = 6144, K = 4;
+    const at::Tensor w = rnd({C, K}, dt, dev);
+    const at::Tensor x = rnd({1, 4096, C}, dt, dev).transpose(1, 2);
+    cs.push_back({"causal_conv1d", "4096x6144 k4", dt, [=] { ops::causal_conv1d(x, w, {}, true); },
+                  [=] {
+                    at::silu(at::conv1d(x, w.unsqueeze(1), {}, {1}, {K - 1}, {1}, C).narrow(2, 0, 4096));
+                  },
+                  2 * 4096.0 * C * es});
+    const at::Tensor xd = rnd({16, 1, C}, dt, dev).transpose(1, 2);
+    at::Tensor st = rnd({16, C, K}, dt, dev);
+    cs.push_back({"causal_conv1d_update", "B16x6144 k4", dt,
+                  [=]() mutable { ops::causal_conv1d_update(xd, st, w, {}, true); },
+                  [=]() mutable {
+                    const at::Tensor cat = at::cat({st, xd}, -1);
+                    st.copy_(cat.narrow(-1, 1, K));
+                    at::silu(at::conv1d(cat, w.unsqueeze(1), {}, {1}, at::IntArrayRef(std::vector<std::int64_t>{0}), {1}, C).narrow(2, 1, 1));
+                  },
+                  16.0 * C * (2 * K + 2) * es});
+  }
+  {  // gated delta rule: decode step for 16 sequences, and a 512-token prefill (ATen: the
+     // reference's per-token recurrence, since the model falls back to it without the op)
+    const std::int64_t H = 16, D = 128;
+    auto l2 = [](const at::Tensor& t) { return t * ((t * t).sum(-1, true) + 1e-6).rsqrt(); };
+    auto aten_steps = [=](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                          const at::Tensor& b, at::Tensor S) {
+      // q, k, v [B, T, H, D]; g, b [B, T, H]; S [B, H, D, D] float32
+      const at::Tensor qf = l2(q.transpose(1, 2).to(at::kFloat)) * (1.0 / std::sqrt(double(D)));
+      const at::Tensor kf = l2(k.transpose(1, 2).to(at::kFloat)), vf = v.transpose(1, 2).to(at::kFloat);
+      const at::Tensor gf = g.transpose(1, 2).to(at::kFloat), bf = b.transpose(1, 2).to(at::kFloat);
+      for (std::int64_t t = 0; t < q.size(1); ++t) {
+        const at::Tensor kt = kf.select(2, t);
+        S = S * gf.select(2, t).exp().unsqueeze(-1).unsqueeze(-1);
+        const at::Tensor delta = (vf.select(2, t) - (S * kt.unsqueeze(-1)).sum(-2)) * bf.select(2, t).unsqueeze(-1);
+        S = S + kt.unsqueeze(-1) * delta.unsqueeze(-2);
+        (S * qf.select(2, t).unsqueeze(-1)).sum(-2);
+      }
+    };
+    const std::int64_t B = 16;
+    const at::Tensor q = rnd({B, H, D}, dt, dev), k = rnd({B, H, D}, dt, dev), v = rnd({B, H, D}, dt, dev);
+    const at::Tensor g = rnd({B, H}, at::kFloat, dev).abs().neg(), b = rnd({B, H}, dt, dev).sigmoid();
+    at::Tensor pool = rnd({B, H, D, D}, at::kFloat, dev);
+    cs.push_back({"gated_delta_rule_step", "B16 16x128x128", dt,
+                  [=]() mutable { ops::gated_delta_rule_step(q, k, v, g, b, pool); },
+                  [=] { aten_steps(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), g.unsqueeze(1), b.unsqueeze(1), pool); },
+                  B * H * D * D * 8.0});
+    const std::int64_t T = 512;
+    const at::Tensor qp = rnd({1, T, H, D}, dt, dev), kp = rnd({1, T, H, D}, dt, dev), vp = rnd({1, T, H, D}, dt, dev);
+    const at::Tensor gp = rnd({1, T, H}, at::kFloat, dev).abs().neg(), bp = rnd({1, T, H}, dt, dev).sigmoid();
+    const at::Tensor s0 = rnd({1, H, D, D}, at::kFloat, dev);
+    cs.push_back({"gated_delta_rule_chunked", "T512 16x128x128", dt,
+                  [=] { ops::gated_delta_rule_chunked(qp, kp, vp, gp, bp, s0); },
+                  [=] { aten_steps(qp, kp, vp, gp, bp, s0); }, T * H * D * 4.0 * es + 2 * H * D * D * 4.0});
   }
   return cs;
 }

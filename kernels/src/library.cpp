@@ -29,8 +29,36 @@ TORCH_LIBRARY(mmgen, m) {
   m.impl("paged_attention_decode", &ns::paged_attention_decode);     \
   m.impl("reshape_and_cache", &ns::reshape_and_cache);
 
-TORCH_LIBRARY_IMPL(mmgen, CPU, m) { MMGEN_REGISTER_IMPLS(mmgen::kernels::cpu) }
+// Gated DeltaNet ops (Qwen3.5 / Qwen3-Next linear attention).
+TORCH_LIBRARY_FRAGMENT(mmgen, m) {
+  m.def(
+      "gated_delta_rule_chunked(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor? initial_state, "
+      "bool use_qk_l2norm) -> (Tensor, Tensor)");
+  m.def(
+      "gated_delta_rule_step(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, Tensor(a!) state, "
+      "Tensor? state_indices, bool use_qk_l2norm) -> Tensor");
+  m.def("causal_conv1d(Tensor x, Tensor weight, Tensor? bias, bool silu) -> Tensor");
+  m.def(
+      "causal_conv1d_update(Tensor x, Tensor(a!) conv_state, Tensor weight, Tensor? bias, bool silu, "
+      "Tensor? state_indices) -> Tensor");
+  m.def("gated_rms_norm(Tensor x, Tensor z, Tensor weight, float eps) -> Tensor");
+}
+
+#define MMGEN_REGISTER_DELTA_IMPLS(ns)                               \
+  m.impl("gated_delta_rule_chunked", &ns::gated_delta_rule_chunked); \
+  m.impl("gated_delta_rule_step", &ns::gated_delta_rule_step);       \
+  m.impl("causal_conv1d", &ns::causal_conv1d);                       \
+  m.impl("causal_conv1d_update", &ns::causal_conv1d_update);         \
+  m.impl("gated_rms_norm", &ns::gated_rms_norm);
+
+TORCH_LIBRARY_IMPL(mmgen, CPU, m) {
+  MMGEN_REGISTER_IMPLS(mmgen::kernels::cpu)
+  MMGEN_REGISTER_DELTA_IMPLS(mmgen::kernels::cpu)
+}
 
 #if defined(MMGEN_WITH_CUDA_KERNELS)
-TORCH_LIBRARY_IMPL(mmgen, CUDA, m) { MMGEN_REGISTER_IMPLS(mmgen::kernels::cuda) }
+TORCH_LIBRARY_IMPL(mmgen, CUDA, m) {
+  MMGEN_REGISTER_IMPLS(mmgen::kernels::cuda)
+  MMGEN_REGISTER_DELTA_IMPLS(mmgen::kernels::cuda)
+}
 #endif

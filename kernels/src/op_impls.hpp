@@ -30,3 +30,31 @@ MMGEN_DECLARE_OP_IMPLS
 }  // namespace mmgen::kernels::cuda
 
 #undef MMGEN_DECLARE_OP_IMPLS
+
+// Gated DeltaNet ops (Qwen3.5 / Qwen3-Next linear attention), same pattern.
+#include <optional>
+#include <tuple>
+
+#define MMGEN_DECLARE_DELTA_OP_IMPLS                                                                              \
+  std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(                                                   \
+      const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g, const at::Tensor& beta, \
+      const std::optional<at::Tensor>& initial_state, bool use_qk_l2norm);                                       \
+  at::Tensor gated_delta_rule_step(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,                \
+                                   const at::Tensor& g, const at::Tensor& beta, at::Tensor& state,              \
+                                   const std::optional<at::Tensor>& state_indices, bool use_qk_l2norm);          \
+  at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias, \
+                           bool silu);                                                                           \
+  at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, const at::Tensor& weight,         \
+                                  const std::optional<at::Tensor>& bias, bool silu,                              \
+                                  const std::optional<at::Tensor>& state_indices);                               \
+  at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& z, const at::Tensor& weight, double eps);
+
+namespace mmgen::kernels::cpu {
+MMGEN_DECLARE_DELTA_OP_IMPLS
+}  // namespace mmgen::kernels::cpu
+
+namespace mmgen::kernels::cuda {
+MMGEN_DECLARE_DELTA_OP_IMPLS
+}  // namespace mmgen::kernels::cuda
+
+#undef MMGEN_DECLARE_DELTA_OP_IMPLS

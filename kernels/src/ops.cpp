@@ -70,6 +70,50 @@ void reshape_and_cache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_c
   h.call(k, v, k_cache, v_cache, slot_mapping);
 }
 
+std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
+                                                            const at::Tensor& v, const at::Tensor& g,
+                                                            const at::Tensor& beta,
+                                                            const std::optional<at::Tensor>& initial_state,
+                                                            bool use_qk_l2norm) {
+  static const auto h =
+      op<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                            const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                                            bool)>("mmgen::gated_delta_rule_chunked");
+  return h.call(q, k, v, g, beta, initial_state, use_qk_l2norm);
+}
+
+at::Tensor gated_delta_rule_step(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                                 const at::Tensor& beta, at::Tensor& state,
+                                 const std::optional<at::Tensor>& state_indices, bool use_qk_l2norm) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                    at::Tensor&, const std::optional<at::Tensor>&, bool)>("mmgen::gated_delta_rule_step");
+  return h.call(q, k, v, g, beta, state, state_indices, use_qk_l2norm);
+}
+
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         bool silu) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool)>(
+          "mmgen::causal_conv1d");
+  return h.call(x, weight, bias, silu);
+}
+
+at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, const at::Tensor& weight,
+                                const std::optional<at::Tensor>& bias, bool silu,
+                                const std::optional<at::Tensor>& state_indices) {
+  static const auto h = op<at::Tensor(const at::Tensor&, at::Tensor&, const at::Tensor&,
+                                      const std::optional<at::Tensor>&, bool, const std::optional<at::Tensor>&)>(
+      "mmgen::causal_conv1d_update");
+  return h.call(x, conv_state, weight, bias, silu, state_indices);
+}
+
+at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& z, const at::Tensor& weight, double eps) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double)>("mmgen::gated_rms_norm");
+  return h.call(x, z, weight, eps);
+}
+
 const char* build_info() {
   static const std::string info = std::string("cpu:") + kernels::cpu::isa_name()
 #if defined(MMGEN_WITH_CUDA_KERNELS)

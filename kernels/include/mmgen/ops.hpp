@@ -18,6 +18,8 @@
 #include <c10/util/ArrayRef.h>
 
 #include <cstdint>
+#include <optional>
+#include <tuple>
 
 namespace mmgen::ops {
 
@@ -68,6 +70,60 @@ at::Tensor paged_attention_decode(const at::Tensor& q, const at::Tensor& k_cache
 // (slot = block * block_size + offset; -1 skips the token) IN PLACE.
 void reshape_and_cache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_cache, at::Tensor& v_cache,
                        const at::Tensor& slot_mapping);
+
+// ---- Gated DeltaNet (Qwen3.5 / Qwen3-Next linear-attention layers) ------------------
+// Each mirrors one transformers function (models/qwen3_5/modeling_qwen3_5.py) so
+// the model calls the op where the reference calls the function.
+
+// torch_chunk_gated_delta_rule(q, k, v, g, beta, initial_state, output_final_state=True,
+// use_qk_l2norm_in_kernel): q, k [B, T, Hk, dk]; v [B, T, Hv, dv] (Hv a multiple of Hk,
+// value head h reads key head h / (Hv / Hk)); g (log decay) and beta [B, T, Hv], any
+// float dtype; initial_state [B, Hv, dk, dv] or none (zeros). q/k l2-normalised
+// (eps 1e-6) when use_qk_l2norm, q scaled by dk^-0.5, all in float32; per token
+//   S <- S exp(g);  delta = (v - S^T k) beta;  S <- S + k delta^T;  o = S^T q.
+// Returns (o [B, T, Hv, dv] in q's dtype, final state [B, Hv, dk, dv] float32).
+// The kernels evaluate that recurrence exactly, token by token, with the state
+// held in cache/registers (the reference's chunked form is the same math
+// reassociated); the caller's initial_state is not modified.
+std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
+                                                            const at::Tensor& v, const at::Tensor& g,
+                                                            const at::Tensor& beta,
+                                                            const std::optional<at::Tensor>& initial_state,
+                                                            bool use_qk_l2norm = true);
+
+// torch_recurrent_gated_delta_rule for one decode token of each of B sequences,
+// each with its own state row in a pool: q, k [B, Hk, dk]; v [B, Hv, dv]; g, beta
+// [B, Hv]; state [N, Hv, dk, dv] float32 contiguous, updated IN PLACE at rows
+// state_indices [B] (int32/int64; none = rows 0..B-1; a negative entry skips that
+// sequence: zeros out, state untouched). Rows must be distinct (checked on CPU).
+// Returns o [B, Hv, dv] in q's dtype.
+at::Tensor gated_delta_rule_step(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                                 const at::Tensor& beta, at::Tensor& state,
+                                 const std::optional<at::Tensor>& state_indices = std::nullopt,
+                                 bool use_qk_l2norm = true);
+
+// causal_conv1d_fn(x, weight, bias, activation="silu" if silu): depthwise causal
+// conv over time with K-1 zeros of left padding. x [B, C, S] (any strides: the
+// model's mixed_qkv.transpose(1, 2)); weight [C, K] or nn.Conv1d's [C, 1, K] of x's
+// dtype or float32; bias [C] (weight's dtype) or none. Computed in float32, rounded
+// to weight's dtype after the conv and after silu, returned in x's dtype as a
+// [B, C, S] tensor whose memory is [B, S, C] (so .transpose(1, 2) is contiguous).
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                         bool silu = true);
+
+// causal_conv1d_update(x, conv_state, weight, bias, activation): the same conv
+// continuing from each sequence's window of past inputs, for any S >= 1 (decode
+// or a chunk of prefill): conv_state [N, C, L] (L >= K - 1, x's dtype) holds the
+// last L inputs; rows state_indices [B] as in gated_delta_rule_step (none = rows
+// 0..B-1). The window is updated IN PLACE to the last L entries of [state | x].
+at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, const at::Tensor& weight,
+                                const std::optional<at::Tensor>& bias, bool silu = true,
+                                const std::optional<at::Tensor>& state_indices = std::nullopt);
+
+// Qwen3_5RMSNormGated(x, gate=z): weight * (x * rsqrt(mean x^2 + eps)).to(x.dtype),
+// times silu(z.float()), returned in x's dtype. x, z [..., C] (z any float dtype);
+// weight [C] of x's dtype or float32 (not zero-centred).
+at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& z, const at::Tensor& weight, double eps);
 
 // ---- rotary tables ---------------------------------------------------------------
 // cos/sin tables in float32, shape [N, R/2], for rope(). Angles are computed
