@@ -69,6 +69,18 @@ TEST(KernelsCpuIsa, EveryRunnableBuildMatchesTheReference) {
         EXPECT_TRUE(all_close(q, rq)) << "style " << style;
         EXPECT_TRUE(all_close(k, rk)) << "style " << style;
       }
+      // Rotary widths of 4 and 8 full vectors take the interleaved register
+      // path in some build (16..128 lanes); the others the general loop, with
+      // a partial last vector for 24 and 40.
+      for (std::int64_t r : {16, 24, 32, 40, 48, 64, 128}) {
+        at::Tensor q = randn({3, 3, 128}, dt, 11), k = randn({3, 2, 128}, dt, 12);
+        const at::Tensor ang = uniform({3, r / 2}, at::kFloat, -5, 5, 13);
+        const auto [rq, rk] = ref_rope(q, k, ang.cos(), ang.sin(), 1);
+        auto p = plan::rope(q, k, ang.cos(), ang.sin(), 1);
+        L->rope(p.args, 0, p.args.tokens);
+        EXPECT_TRUE(all_close(q, rq)) << "interleaved, rot_dim " << r;
+        EXPECT_TRUE(all_close(k, rk)) << "interleaved, rot_dim " << r;
+      }
       {
         const PagedCase pc = make_paged_case(3, 12, 3, 80, 16, {33, 1, 50}, dt, 10);  // D=80: a vector tail
         const at::Tensor ref =

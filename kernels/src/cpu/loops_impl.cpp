@@ -109,6 +109,26 @@ void rms_norm(const RmsNormArgs& a, i64 r0, i64 r1) {
 // ---- rope ----------------------------------------------------------------------
 constexpr int kMaxRot = 1024;
 
+// Interleaved rotation of n heads p, p + stride, ... whose first NV * W features
+// rotate: the NV cd/sd vectors are loaded once for the run and stay in
+// registers (x * cd + swap(x) * sd: one in-lane permute and one FMA a vector).
+template <int NV, class T>
+MMGEN_INLINE void rope_pairs_run(T* p, i64 stride, i64 n, const float* cd, const float* sd) {
+  fv c[NV], s[NV];
+  MMGEN_UNROLL_ALL
+  for (int v = 0; v < NV; ++v) {
+    c[v] = load(cd + v * W);
+    s[v] = load(sd + v * W);
+  }
+  for (i64 h = 0; h < n; ++h, p += stride) {
+    MMGEN_UNROLL_ALL
+    for (int v = 0; v < NV; v += 2) {
+      const fv x0 = load(p + v * W), x1 = load(p + (v + 1) * W);
+      store2(p + v * W, x0 * c[v] + swap_pairs(x0) * s[v], x1 * c[v + 1] + swap_pairs(x1) * s[v + 1]);
+    }
+  }
+}
+
 template <class T, class C>
 void rope_t(const RopeArgs& a, i64 t0, i64 t1) {
   const i64 half = a.rot_dim / 2;
@@ -116,7 +136,9 @@ void rope_t(const RopeArgs& a, i64 t0, i64 t1) {
   alignas(64) float sf[kMaxRot + W];
   alignas(64) float cd[kMaxRot + W];
   alignas(64) float sd[kMaxRot + W];
-  for (i64 t = t0; t < t1; ++t) {
+  // Token t's table row as float32 in cf/sf (zeros past half: the interleaved
+  // expansion reads up to W/2 further).
+  auto load_row = [&](i64 t) {
     const i64 row = t % a.table_rows;
     const C* cr = static_cast<const C*>(a.cos) + row * a.cos_stride;
     const C* sr = static_cast<const C*>(a.sin) + row * a.sin_stride;
@@ -124,40 +146,72 @@ void rope_t(const RopeArgs& a, i64 t0, i64 t1) {
       store(cf + j, load_n(cr + j, c));
       store(sf + j, load_n(sr + j, c));
     });
-    auto each_head = [&](auto&& f) {
-      for (i64 h = 0; h < a.q_heads; ++h)
-        f(static_cast<T*>(a.q) + t * a.q_stride_tok + h * a.q_stride_head);
-      for (i64 h = 0; h < a.k_heads; ++h)
-        f(static_cast<T*>(a.k) + t * a.k_stride_tok + h * a.k_stride_head);
-    };
-    if (a.style == int(RopeStyleCode::neox)) {
+    const i64 filled = (half + W - 1) / W * W;
+    store(cf + filled, splat(0.0f));
+    store(sf + filled, splat(0.0f));
+  };
+  if (a.style == int(RopeStyleCode::neox)) {
+    for (i64 t = t0; t < t1; ++t) {
+      load_row(t);
       // rotate_half: (x1, x2) -> (x1 c - x2 s, x2 c + x1 s) over the two halves.
-      each_head([&](T* p) {
+      auto rotate = [&](T* p) {
         for_chunks(half, [&](i64 j, int c) {
           const fv x1 = load_n(p + j, c), x2 = load_n(p + half + j, c);
           const fv cc = load(cf + j), ss = load(sf + j);
           store_n(p + j, x1 * cc - x2 * ss, c);
           store_n(p + half + j, x2 * cc + x1 * ss, c);
         });
-      });
-    } else {
-      // Complex pairs (x[2i], x[2i+1]) * (c_i + i s_i): out[j] = x[j] cd[j] + x[j^1] sd[j]
-      // with cd = (c0, c0, c1, c1, ...) and sd = (-s0, s0, -s1, s1, ...).
-      for (i64 i = 0; i < half; ++i) {
-        cd[2 * i] = cf[i];
-        cd[2 * i + 1] = cf[i];
-        sd[2 * i] = -sf[i];
-        sd[2 * i + 1] = sf[i];
+      };
+      for (i64 h = 0; h < a.q_heads; ++h) rotate(static_cast<T*>(a.q) + t * a.q_stride_tok + h * a.q_stride_head);
+      for (i64 h = 0; h < a.k_heads; ++h) rotate(static_cast<T*>(a.k) + t * a.k_stride_tok + h * a.k_stride_head);
+    }
+    return;
+  }
+  // Interleaved: complex pairs (x[2i], x[2i+1]) * (c_i + i s_i), i.e.
+  // out[j] = x[j] cd[j] + x[j^1] sd[j] with cd = (c0, c0, c1, c1, ...) and
+  // sd = (-s0, s0, -s1, s1, ...), built a vector (W/2 table entries) at a
+  // time; lanes past rot_dim get zeros.
+  const i64 nvec = (a.rot_dim + W - 1) / W;
+  auto expand_row = [&](i64 t) {
+    load_row(t);
+    for (i64 v = 0; v < nvec; ++v) {
+      const i64 left = a.rot_dim - v * W;
+      const fv keep = lanes_below(int(left < W ? left : W));
+      store(cd + v * W, dup_pairs(load(cf + v * (W / 2))) * keep);
+      store(sd + v * W, negate_even(dup_pairs(load(sf + v * (W / 2)))) * keep);
+    }
+  };
+  // q's heads over the token range, then k's: one memory stream at a time
+  // (re-expanding a row costs ~nvec shuffles, nothing next to the heads).
+  auto each_tensor = [&](auto&& f) {
+    f(static_cast<T*>(a.q), a.q_stride_tok, a.q_stride_head, a.q_heads);
+    f(static_cast<T*>(a.k), a.k_stride_tok, a.k_stride_head, a.k_heads);
+  };
+  if (a.rot_dim == 8 * W || a.rot_dim == 4 * W) {  // cd/sd in registers over each token's heads
+    each_tensor([&](T* base, i64 stride_tok, i64 stride_head, i64 heads) {
+      for (i64 t = t0; t < t1; ++t) {
+        expand_row(t);
+        if (a.rot_dim == 8 * W) {
+          rope_pairs_run<8>(base + t * stride_tok, stride_head, heads, cd, sd);
+        } else {
+          rope_pairs_run<4>(base + t * stride_tok, stride_head, heads, cd, sd);
+        }
       }
-      for (i64 i = a.rot_dim; i < a.rot_dim + W; ++i) cd[i] = sd[i] = 0.0f;  // lanes past rot_dim
-      each_head([&](T* p) {
+    });
+    return;
+  }
+  each_tensor([&](T* base, i64 stride_tok, i64 stride_head, i64 heads) {
+    for (i64 t = t0; t < t1; ++t) {
+      expand_row(t);
+      for (i64 h = 0; h < heads; ++h) {
+        T* p = base + t * stride_tok + h * stride_head;
         for_chunks(a.rot_dim, [&](i64 j, int c) {  // c is even: pairs never straddle chunks
           const fv x = load_n(p + j, c);
           store_n(p + j, x * load(cd + j) + swap_pairs(x) * load(sd + j), c);
         });
-      });
+      }
     }
-  }
+  });
 }
 
 void rope(const RopeArgs& a, i64 t0, i64 t1) {

@@ -134,6 +134,29 @@ MMGEN_INLINE void store(f16_t* p, fv v) {
   std::memcpy(p, &h, sizeof h);
 }
 
+// Two vectors -> 2W consecutive elements of T. For bfloat16 one pack and one
+// full-width store instead of two narrowing stores (vpmovdw to memory is slow
+// on some cores, e.g. AMD Zen 4).
+template <class T> MMGEN_INLINE void store2(T* p, fv a, fv b) {
+  store(p, a);
+  store(p + W, b);
+}
+MMGEN_INLINE void store2(bf16_t* p, fv a, fv b) {
+#if MMGEN_W == 16
+  // vpackusdw interleaves a's and b's 64-bit groups per 128-bit lane; vpermq restores the order.
+  const __m512i packed = _mm512_packus_epi32((__m512i)f32_to_bf16_wide(a), (__m512i)f32_to_bf16_wide(b));
+  const __m512i ordered = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), packed);
+  std::memcpy(p, &ordered, sizeof ordered);
+#elif MMGEN_W == 8
+  const __m256i packed = _mm256_packus_epi32((__m256i)f32_to_bf16_wide(a), (__m256i)f32_to_bf16_wide(b));
+  const __m256i ordered = _mm256_permute4x64_epi64(packed, 0xD8);
+  std::memcpy(p, &ordered, sizeof ordered);
+#else
+  store(p, a);
+  store(p + W, b);
+#endif
+}
+
 // Round a float32 value to T's precision and back (T = float: no-op). Used
 // where the reference rounds an intermediate to the model dtype.
 MMGEN_INLINE fv round_to(fv v, const float*) { return v; }
@@ -187,6 +210,19 @@ MMGEN_INLINE fv swap_pairs(fv x) {
   return __builtin_shufflevector(x, x, 1, 0, 3, 2);
 #endif
 }
+
+// Repeats each lane of the low half: (x0, x1, ...) -> (x0, x0, x1, x1, ...).
+MMGEN_INLINE fv dup_pairs(fv x) {
+#if MMGEN_W == 16
+  return __builtin_shufflevector(x, x, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+#elif MMGEN_W == 8
+  return __builtin_shufflevector(x, x, 0, 0, 1, 1, 2, 2, 3, 3);
+#else
+  return __builtin_shufflevector(x, x, 0, 0, 1, 1);
+#endif
+}
+// Flips the sign of the even lanes: (x0, x1, x2, ...) -> (-x0, x1, -x2, ...).
+MMGEN_INLINE fv negate_even(fv x) { return (fv)((uv)x ^ ((~(uv)iota() & 1u) << 31)); }
 
 // 1/x to ~1 ulp. AVX-512: 14-bit estimate + one Newton step, because a zmm
 // division has a throughput of one per ~16 cycles on Intel cores.
