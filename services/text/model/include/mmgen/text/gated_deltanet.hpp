@@ -9,10 +9,13 @@
 // Hv / Hk consecutive value heads. The gated delta rule then updates a
 // per-head state S [dk, dv] (float32):
 //     S <- S * exp(g);  delta = (v - S^T k) * beta;  S <- S + k delta^T;  o = S^T q
-// Prefill runs the chunked form (chunk 64, the same result as the recurrence
-// up to float rounding); decode runs one recurrent step for a batch of
-// sequences. The output goes through the gated RMSNorm w * rmsnorm(o) * silu(z)
-// (weight not zero-centred) and out_proj.
+// The conv, the delta rule and the gated norm go through mmgen::ops (DESIGN
+// principle 4): decode runs one recurrent step for a batch of sequences over
+// their state slots in place (ops::gated_delta_rule_step); prefill runs the
+// exact per-token recurrence of ops::gated_delta_rule_chunked by default, or
+// the ATen chunked UT-transform form below (DeltaPrefill::aten_chunked; the
+// same result up to float rounding). The output goes through the gated RMSNorm
+// w * rmsnorm(o) * silu(z) (weight not zero-centred) and out_proj.
 //
 // Per sequence the layer keeps two fixed-size states (HybridStates): the
 // conv window, the last kernel-1 conv inputs [conv_dim, kernel-1] in the
@@ -30,7 +33,7 @@
 
 namespace mmgen::text {
 
-// ---- the delta rule, exposed for the kernels issue and the tests ----
+// ---- the ATen delta rule: the alternative prefill path, and the tests' yardstick ----
 
 // Chunked gated delta rule over one sequence, continuing from `state`.
 //   q, k: [T, H, dk] float32 (k l2-normalised; q l2-normalised and scaled);
@@ -87,6 +90,12 @@ struct GatedRMSNorm {  // linear_attn.norm: weight * rmsnorm(x) * silu(gate)
   at::Tensor operator()(const at::Tensor& x, const at::Tensor& gate) const;  // [N, dv] each
 };
 
+// Which implementation runs the delta rule of a prefill (or prefill chunk).
+// kernel_op: ops::gated_delta_rule_chunked, the exact per-token recurrence
+// with the state held in cache (faster on CPU, see gated_deltanet.cpp). aten_chunked: chunk_gated_delta_rule above, chunks of
+// 64 solved in closed form with ATen matmuls and triangular solves.
+enum class DeltaPrefill { kernel_op, aten_chunked };
+
 struct GatedDeltaNet {  // model.layers.N.linear_attn
   // Qwen3.5: in_proj_qkv [2Kd + Vd, H], in_proj_z [Vd, H], in_proj_b / in_proj_a [Hv, H].
   Linear in_proj_qkv, in_proj_z, in_proj_b, in_proj_a;
@@ -103,6 +112,7 @@ struct GatedDeltaNet {  // model.layers.N.linear_attn
   Linear out_proj;  // [H, Vd]
 
   std::int64_t num_k_heads = 0, num_v_heads = 0, head_k_dim = 0, head_v_dim = 0, kernel = 0;
+  DeltaPrefill prefill_path = DeltaPrefill::kernel_op;
 
   // Loads "<p>in_proj_qkv.weight" ... (or the Qwen3-Next fused pair).
   static GatedDeltaNet load(const Qwen3_5Config& cfg, io::WeightLoader& w, const std::string& p);
@@ -111,7 +121,8 @@ struct GatedDeltaNet {  // model.layers.N.linear_attn
   // conv_dim, kernel-1] and recurrent_state [slots, Hv, dk, dv] of this layer,
   // indexed by SequenceSlice::cache_slot and updated in place.
   // Sequences with one new token after a cached prefix take the batched
-  // recurrent step; the others (prefill, chunked prefill) the chunked rule.
+  // recurrent step; the others (prefill, chunked prefill) run one by one
+  // through `prefill_path`. Sequences with no new tokens are left untouched.
   // Returns [T, H].
   at::Tensor forward(const at::Tensor& x, const AttentionMetadata& meta, const at::Tensor& conv_state,
                      const at::Tensor& recurrent_state) const;
