@@ -192,6 +192,10 @@ class Parser {
         std::erase_if(cmd_.inputs, [&](const InputFile& in) { return in.role == f.param; });
         cmd_.inputs.push_back(InputFile{param, value});
         break;
+      case FlagKind::InputList:
+        if (value.empty()) throw UsageError(name + " needs a file name");
+        cmd_.inputs.push_back(InputFile{param, value});  // every one kept, in order
+        break;
       case FlagKind::Chat:
         if (value.empty()) throw UsageError(name + " needs a file name");
         cmd_.chat_file = value;

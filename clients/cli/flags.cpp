@@ -38,6 +38,7 @@ constexpr FlagSpec kText[] = {
     {"--model", "", K::Model, "", "NAME", "run on a worker that serves this model"},
     {"--chat", "--messages", K::Chat, "messages", "FILE", "JSON chat: [{\"role\":..,\"content\":..},..]"},
     {"--tools", "", K::Tools, "tools", "FILE", "JSON function definitions the model may call"},
+    {"--image", "", K::InputList, "image", "FILE", "an image for the prompt (repeatable; Qwen3.5 models)"},
     {"-o", "--output", K::Output, "", "PATH", "also write the generated text to PATH"},
 };
 

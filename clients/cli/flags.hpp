@@ -24,6 +24,7 @@ enum class FlagKind {
   // Local or envelope settings.
   Model,       // Submit.model
   Input,       // a file sent as the input blob named `param`
+  InputList,   // repeatable: each file one more input blob named `param`, in order
   Chat,        // a JSON chat file -> params["messages"]
   Tools,       // a JSON file of function definitions -> params["tools"] (its text, key order kept)
   Output,      // -o

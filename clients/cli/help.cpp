@@ -31,7 +31,8 @@ std::string flag_rows(std::span<const FlagSpec> flags, bool show_params) {
                           f.kind == FlagKind::SetTrue || f.kind == FlagKind::SetFalse ||
                           f.kind == FlagKind::Chat;
     if (show_params && is_param) right += " [param " + std::string(f.param) + "]";
-    if (show_params && f.kind == FlagKind::Input) right += " [input blob \"" + std::string(f.param) + "\"]";
+    if (show_params && (f.kind == FlagKind::Input || f.kind == FlagKind::InputList))
+      right += " [input blob \"" + std::string(f.param) + "\"]";
     width = std::max(width, left.size());
     rows.emplace_back(std::move(left), std::move(right));
   }

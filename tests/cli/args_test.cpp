@@ -45,6 +45,15 @@ TEST(Args, ThinkAndChat) {
   EXPECT_THROW(parse({"text"}), UsageError);  // neither PROMPT nor --chat
 }
 
+TEST(Args, TextImagesAreRepeatableInputBlobs) {
+  auto c = parse({"text", "what is in these?", "--image", "a.png", "--image", "b.jpg", "--max-tokens", "8"});
+  const std::vector<InputFile> want{{"image", "a.png"}, {"image", "b.jpg"}};  // both kept, in order
+  EXPECT_EQ(c.inputs, want);
+  EXPECT_EQ(c.params.at("prompt"), Value("what is in these?"));
+  EXPECT_TRUE(parse({"text", "p"}).inputs.empty());
+  EXPECT_THROW(parse({"text", "p", "--image", ""}), UsageError);
+}
+
 TEST(Args, ImageFlags) {
   auto c = parse({"image", "a red fox", "-o", "fox.png", "--width", "512", "--height", "768", "--steps", "20",
                   "--cfg", "4", "--negative", "blurry", "--seed", "7", "--init", "in.jpg", "--strength", "0.6",

@@ -1,6 +1,8 @@
 // Job params -> TextRequest (text_request.hpp).
 #include "text_request.hpp"
 
+#include <algorithm>
+
 #include "mmgen/protocol.hpp"
 #include "mmgen/text/json.hpp"
 
@@ -68,7 +70,33 @@ std::vector<ToolCall> read_tool_calls(const Value& v, const std::string& where) 
   return out;
 }
 
-std::vector<ChatMessage> read_messages(const Value& v) {
+// A content list: text parts concatenated, each image part the template's
+// placeholder. Counts the image parts into `images`.
+std::string read_content_parts(const Value& v, const std::string& where, std::size_t& images) {
+  std::string out;
+  std::size_t i = 0;
+  for (const Value& part : v.as_array()) {
+    const std::string w = where + "[" + std::to_string(i++) + "]";
+    if (!part.is_map()) bad(w + " must be a map with a type");
+    const auto& pm = part.as_map();
+    auto type = pm.find("type");
+    if (type == pm.end() || !type->second.is_string()) bad(w + ".type must be \"image\" or \"text\"");
+    const std::string& t = type->second.as_string();
+    if (t == "image") {
+      out += kImagePlaceholder;
+      ++images;
+    } else if (t == "text") {
+      auto text = pm.find("text");
+      if (text == pm.end() || !text->second.is_string()) bad(w + ".text must be a string");
+      out += text->second.as_string();
+    } else {
+      bad(w + ".type must be \"image\" or \"text\", not \"" + t + "\"");
+    }
+  }
+  return out;
+}
+
+std::vector<ChatMessage> read_messages(const Value& v, std::size_t& images) {
   if (!v.is_array()) bad("messages must be an array of {role, content}");
   std::vector<ChatMessage> out;
   std::size_t i = 0;
@@ -79,11 +107,17 @@ std::vector<ChatMessage> read_messages(const Value& v) {
     auto role = mm.find("role");
     auto content = mm.find("content");
     if (role == mm.end() || !role->second.is_string()) bad(where + ".role must be a string");
-    if (content != mm.end() && !content->second.is_string() && !content->second.is_null())
-      bad(where + ".content must be a string");
+    if (content != mm.end() && !content->second.is_string() && !content->second.is_null() &&
+        !content->second.is_array())
+      bad(where + ".content must be a string or a list of parts");
     ChatMessage msg;
     msg.role = role->second.as_string();
     if (content != mm.end() && content->second.is_string()) msg.content = content->second.as_string();
+    if (content != mm.end() && content->second.is_array()) {
+      const std::size_t before = images;
+      msg.content = read_content_parts(content->second, where + ".content", images);
+      if (images > before && msg.role == "system") bad(where + ": a system message cannot contain images");
+    }
     if (auto rc = mm.find("reasoning_content"); rc != mm.end() && rc->second.is_string())
       msg.reasoning_content = rc->second.as_string();
     if (auto tc = mm.find("tool_calls"); tc != mm.end() && !tc->second.is_null())
@@ -96,7 +130,14 @@ std::vector<ChatMessage> read_messages(const Value& v) {
 
 }  // namespace
 
+const char* const kImagePlaceholder = "<|vision_start|><|image_pad|><|vision_end|>";
+
 TextRequest parse_text_request(const Params& p, const ChatTemplate& tmpl, const GenerationDefaults& defaults) {
+  return parse_text_request(p, tmpl, defaults, 0);
+}
+
+TextRequest parse_text_request(const Params& p, const ChatTemplate& tmpl, const GenerationDefaults& defaults,
+                               std::size_t num_images) {
   TextRequest r;
   SamplingParams& s = r.sampling;
   s = SamplingParams::from_defaults(defaults);
@@ -140,15 +181,27 @@ TextRequest parse_text_request(const Params& p, const ChatTemplate& tmpl, const 
     return r;
   }
   std::vector<ChatMessage> messages;
+  std::size_t image_parts = 0;
   if (const Value* m = find(p, "messages")) {
-    messages = read_messages(*m);
+    messages = read_messages(*m, image_parts);
     if (find(p, "prompt")) messages.push_back({"user", p.get_string("prompt", ""), std::nullopt, {}});
   } else if (find(p, "prompt")) {
     const std::string prompt = p.get_string("prompt", "");
-    if (prompt.empty()) bad("prompt is empty");
+    if (prompt.empty() && num_images == 0) bad("prompt is empty");
     messages.push_back({"user", prompt, std::nullopt, {}});
   } else {
     bad("give a prompt or messages");
+  }
+  if (image_parts == 0 && num_images > 0) {
+    // No image parts: the images open the last user message, before its text.
+    std::string lead;
+    for (std::size_t i = 0; i < num_images; ++i) lead += kImagePlaceholder;
+    auto user = std::find_if(messages.rbegin(), messages.rend(), [](const ChatMessage& m) { return m.role == "user"; });
+    if (user == messages.rend()) bad("images need a user message");
+    user->content = lead + user->content;
+  } else if (image_parts != num_images) {
+    bad("messages have " + std::to_string(image_parts) + " image parts but the job has " +
+        std::to_string(num_images) + " image inputs");
   }
   if (find(p, "system")) messages.insert(messages.begin(), {"system", p.get_string("system", ""), std::nullopt, {}});
   ChatOptions opts;

@@ -26,7 +26,14 @@ struct TextRequest {
   SamplingParams sampling;
 };
 
+// The text an image part renders as (Qwen3.5's chat template, add_vision_id off).
+extern const char* const kImagePlaceholder;
+
 // Throws ProtocolError(invalid_request) naming the bad param.
 TextRequest parse_text_request(const Params& params, const ChatTemplate& tmpl, const GenerationDefaults& defaults);
+// Same, with `num_images` "image" blobs: image parts must number as many
+// (ProtocolError(invalid_request) otherwise).
+TextRequest parse_text_request(const Params& params, const ChatTemplate& tmpl, const GenerationDefaults& defaults,
+                               std::size_t num_images);
 
 }  // namespace mmgen::text

@@ -11,11 +11,16 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
+#include <span>
 #include <cmath>
 #include <stdexcept>
 
 #include "mmgen/io/checkpoint.hpp"
+#include "mmgen/io/hf_config.hpp"
+#include "mmgen/io/load_error.hpp"
 #include "mmgen/log.hpp"
 #include "mmgen/protocol.hpp"
 #include "mmgen/text/chat.hpp"
@@ -23,6 +28,11 @@
 #include "mmgen/text/engine_loop.hpp"
 #include "mmgen/text/json.hpp"
 #include "text_request.hpp"
+#if MMGEN_TEXT_VISION
+#include "mmgen/media/image.hpp"
+#include "mmgen/text/qwen3_5_vision.hpp"
+#include "mmgen/text/qwen3_5_vision_input.hpp"
+#endif
 
 namespace mmgen::text {
 
@@ -30,6 +40,12 @@ struct TextService::State {
   std::shared_ptr<const Tokenizer> tokenizer;
   ChatTemplate chat_template;
   std::unique_ptr<Engine> engine;  // owns the model (Qwen or hybrid Qwen3.5, by config.json) and its cache
+#if MMGEN_TEXT_VISION
+  // Image input: the Qwen3.5 vision tower and its processor settings, when
+  // config.json has a vision_config and the checkpoint holds the tower.
+  std::optional<Qwen3_5VisionModel> vision;
+  image::QwenImageProcessorOptions processor;
+#endif
   std::unique_ptr<EngineLoop> loop;  // last: its thread stops first
 };
 
@@ -101,6 +117,19 @@ TextService::TextService(const TextServiceOptions& opts) : s_(std::make_unique<S
   if (defaults.eos_token_ids.empty()) {
     for (auto id : model->eos_token_ids()) defaults.eos_token_ids.push_back(TokenId(id));
   }
+#if MMGEN_TEXT_VISION
+  if (model->accepts_embeddings() && io::HfConfig::load(opts.model_dir).has("vision_config")) {
+    try {
+      s_->vision.emplace(Qwen3_5VisionModel::load(opts.model_dir, lo));
+      s_->processor = load_qwen3_5_processor(opts.model_dir, s_->vision->config());
+      log::info("image input on", {{"vision_blocks", std::int64_t(s_->vision->blocks.size())}});
+    } catch (const io::LoadError& e) {
+      // A text-only export keeps vision_config but not the tower's weights.
+      if (e.kind() != io::LoadErrorKind::missing) throw;
+      log::warn(std::string("image input off: the checkpoint has no vision tower (") + e.what() + ")");
+    }
+  }
+#endif
   EngineConfig ec;
   ec.kv_cache_bytes = opts.kv_cache_bytes;
   ec.block_size = opts.block_size;
@@ -125,10 +154,54 @@ TextService::~TextService() {
 }
 
 worker::Outcome TextService::run(worker::JobContext& ctx) {
-  const TextRequest req = parse_text_request(ctx.params(), s_->chat_template, s_->engine->defaults());
-  const std::vector<TokenId> prompt = s_->tokenizer->encode(req.prompt_text);
+  std::vector<const worker::Input*> images;
+  for (const worker::Input& in : ctx.inputs()) {
+    if (in.name != "image")
+      throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                                 "unknown input '" + in.name + "' (the text service takes inputs named image)");
+    images.push_back(&in);
+  }
+  const TextRequest req =
+      parse_text_request(ctx.params(), s_->chat_template, s_->engine->defaults(), images.size());
+  std::vector<TokenId> prompt = s_->tokenizer->encode(req.prompt_text);
+  std::optional<PromptEmbeddings> embeddings;
+#if MMGEN_TEXT_VISION
+  if (s_->vision) {
+    const Qwen3_5VisionConfig& vc = s_->vision->config();
+    const bool placeholders = std::any_of(prompt.begin(), prompt.end(), [&](TokenId t) {
+      return t == vc.image_token_id || t == vc.video_token_id;
+    });
+    if (!images.empty() || placeholders) {
+      // Decode, preprocess and encode the images, then splice them into the prompt.
+      std::vector<media::Image> decoded;
+      media::DecodeOptions dopts;
+      dopts.alpha = media::AlphaMode::keep;  // the processor converts to RGB as PIL does
+      for (std::size_t i = 0; i < images.size(); ++i) {
+        const std::string_view b = images[i]->bytes();
+        decoded.push_back(media::decode_image(
+            "image " + std::to_string(i + 1) + " of " + std::to_string(images.size()),
+            std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(b.data()), b.size()), dopts));
+      }
+      if (decoded.empty())
+        throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                                   "the prompt holds image placeholders but the job has no image inputs");
+      const std::vector<media::ImageView> views(decoded.begin(), decoded.end());
+      const image::ProcessedImages px = preprocess_images(views, s_->processor);
+      const at::Tensor image_embeds = s_->vision->forward(px.pixel_values.to(s_->vision->device()), px.grid_thw);
+      const std::vector<std::int64_t> ids64(prompt.begin(), prompt.end());
+      MultimodalPrompt mm =
+          build_multimodal_prompt(ids64, s_->engine->model().embed_tokens(), image_embeds, px.grid_thw, vc);
+      prompt.assign(mm.input_ids.begin(), mm.input_ids.end());
+      embeddings = PromptEmbeddings{mm.inputs_embeds, mm.positions, mm.rope_delta};
+    }
+  }
+#endif
+  if (!images.empty() && !embeddings)
+    throw proto::ProtocolError(proto::ErrorCode::invalid_request,
+                               "model " + model_name_ + " takes no image input (no Qwen3.5 vision tower)");
   const auto t0 = Clock::now();
-  auto stream = s_->loop->submit(prompt, req.sampling);
+  auto stream = embeddings ? s_->loop->submit(prompt, req.sampling, std::move(*embeddings))
+                           : s_->loop->submit(prompt, req.sampling);
   // Whatever ends this handler early (cancel, an exception) takes the request out of the engine.
   struct CancelGuard {
     EngineLoop& loop;

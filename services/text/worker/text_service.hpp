@@ -13,6 +13,12 @@
 // Qwen3.5-MoE / Qwen3-Next checkpoints run as Qwen3_5ForCausalLM (hybrid
 // cache: KV blocks + one state slot per running sequence, prefix caching off),
 // every other Qwen as QwenForCausalLM (engine_model.hpp).
+//
+// Image input (Qwen3.5): when config.json has a vision_config and the
+// checkpoint holds the vision tower, the job's input blobs named "image" are
+// decoded, preprocessed (preprocessor_config.json) and encoded once per job;
+// their embeddings and M-RoPE positions go to the engine with the expanded
+// prompt (text_request.hpp says how messages refer to them).
 #pragma once
 
 #include <cstdint>

@@ -83,3 +83,71 @@ TEST(TextRequest, BadToolsAreInvalidRequest) {
 }
 
 }  // namespace
+
+// ---- image input ----------------------------------------------------------------------
+
+TextRequest parse_images(ValueMap p, std::size_t images) {
+  return parse_text_request(Params(std::move(p)), ChatTemplate::qwen3_5(), GenerationDefaults{}, images);
+}
+
+ValueMap image_part() { return ValueMap{{"type", "image"}}; }
+ValueMap text_part(const std::string& t) { return ValueMap{{"type", "text"}, {"text", t}}; }
+
+TEST(TextRequest, ImagePartsRenderAsTheQwen3_5Template) {
+  // Expected: transformers' apply_chat_template on the Qwen3.5 template
+  // (tests/fixtures/text/qwen3_5_tokenizer/chat_template.jinja) with these
+  // content lists, enable_thinking=False, add_generation_prompt=True.
+  ValueArray msgs;
+  msgs.push_back(ValueMap{{"role", "system"}, {"content", "Be brief."}});
+  msgs.push_back(ValueMap{{"role", "user"},
+                          {"content", ValueArray{text_part("Compare "), image_part(), text_part(" and "),
+                                                 image_part()}}});
+  msgs.push_back(ValueMap{{"role", "assistant"}, {"content", "Two cats."}});
+  msgs.push_back(ValueMap{{"role", "user"}, {"content", ValueArray{image_part(), text_part("And this?")}}});
+  const auto r = parse_images(ValueMap{{"messages", msgs}, {"think", false}}, 3);
+  EXPECT_EQ(r.prompt_text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nCompare "
+            "<|vision_start|><|image_pad|><|vision_end|> and <|vision_start|><|image_pad|><|vision_end|><|im_end|>\n"
+            "<|im_start|>assistant\nTwo cats.<|im_end|>\n<|im_start|>user\n"
+            "<|vision_start|><|image_pad|><|vision_end|>And this?<|im_end|>\n<|im_start|>assistant\n<think>\n\n"
+            "</think>\n\n");
+}
+
+TEST(TextRequest, PromptWithImagesPutsTheImagesFirst) {
+  const auto r = parse_images(ValueMap{{"prompt", "What is this?"}, {"think", false}}, 2);
+  EXPECT_NE(r.prompt_text.find("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+                               "<|vision_start|><|image_pad|><|vision_end|>What is this?<|im_end|>"),
+            std::string::npos)
+      << r.prompt_text;
+  // Without images nothing changes.
+  EXPECT_EQ(parse_images(ValueMap{{"prompt", "hi"}}, 0).prompt_text.find("vision"), std::string::npos);
+}
+
+TEST(TextRequest, ImageCountsAndPartsAreChecked) {
+  ValueArray two_images;
+  two_images.push_back(ValueMap{{"role", "user"}, {"content", ValueArray{image_part(), image_part()}}});
+  try {
+    parse_images(ValueMap{{"messages", two_images}}, 1);
+    FAIL() << "expected invalid_request";
+  } catch (const proto::ProtocolError& e) {
+    EXPECT_EQ(e.code(), proto::ErrorCode::invalid_request);
+    EXPECT_NE(std::string(e.what()).find("2 image parts but the job has 1 image inputs"), std::string::npos)
+        << e.what();
+  }
+  ValueArray system_image;
+  system_image.push_back(ValueMap{{"role", "system"}, {"content", ValueArray{image_part()}}});
+  system_image.push_back(ValueMap{{"role", "user"}, {"content", "hi"}});
+  EXPECT_THROW(parse_images(ValueMap{{"messages", system_image}}, 1), proto::ProtocolError);
+  ValueArray bad_type;
+  bad_type.push_back(ValueMap{{"role", "user"}, {"content", ValueArray{ValueMap{{"type", "video"}}}}});
+  EXPECT_THROW(parse_images(ValueMap{{"messages", bad_type}}, 0), proto::ProtocolError);
+  ValueArray no_text;
+  no_text.push_back(ValueMap{{"role", "user"}, {"content", ValueArray{ValueMap{{"type", "text"}}}}});
+  EXPECT_THROW(parse_images(ValueMap{{"messages", no_text}}, 0), proto::ProtocolError);
+  // Image blobs with a text-only message list: they open the last user message.
+  ValueArray plain;
+  plain.push_back(ValueMap{{"role", "user"}, {"content", "Describe."}});
+  const auto r = parse_images(ValueMap{{"messages", plain}, {"think", false}}, 1);
+  EXPECT_NE(r.prompt_text.find("user\n<|vision_start|><|image_pad|><|vision_end|>Describe."), std::string::npos)
+      << r.prompt_text;
+}

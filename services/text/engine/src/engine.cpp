@@ -1,7 +1,9 @@
 // The batching engine (engine.hpp).
 #include "mmgen/text/engine.hpp"
 
+#include <ATen/ops/cat.h>
 #include <ATen/ops/from_blob.h>
+#include <ATen/ops/index_select.h>
 #include <ATen/ops/tensor.h>
 
 #include <algorithm>
@@ -114,13 +116,74 @@ RequestId Engine::add(std::vector<TokenId> prompt, const SamplingParams& params,
   }
   const RequestId id = next_id_++;
   auto live = std::make_unique<Live>(Live{id, Sampler(params, prompt), 0, 0, {}, std::nullopt,
-                                          StopStringMatcher(params.stop), std::move(sink)});
+                                          StopStringMatcher(params.stop), std::move(sink), std::nullopt});
   live->max_new = scheduler_.add(id, std::move(prompt), params.max_tokens);
   if (!params.ignore_eos) live->stop_ids.insert(defaults_.eos_token_ids.begin(), defaults_.eos_token_ids.end());
   live->stop_ids.insert(params.stop_token_ids.begin(), params.stop_token_ids.end());
   if (tokenizer_) live->detok.emplace(*tokenizer_, /*skip_special_tokens=*/true);
   live_.emplace(id, std::move(live));
   return id;
+}
+
+RequestId Engine::add(std::vector<TokenId> prompt, const SamplingParams& params, EventSink sink,
+                      PromptEmbeddings embeddings) {
+  auto bad = [](const std::string& m) { throw proto::ProtocolError(proto::ErrorCode::invalid_request, m); };
+  if (!model_->accepts_embeddings()) bad(model_->architecture() + " takes no image input");
+  const auto T = std::int64_t(prompt.size());
+  const at::Tensor& e = embeddings.inputs_embeds;
+  const at::Tensor& p = embeddings.positions;
+  const at::Tensor table = model_->embed_tokens();
+  if (!e.defined() || e.dim() != 2 || e.size(0) != T || e.size(1) != table.size(1))
+    bad("prompt embeddings must be [" + std::to_string(T) + ", " + std::to_string(table.size(1)) + "]");
+  if (!p.defined() || p.dim() != 2 || p.size(0) != 3 || p.size(1) != T)
+    bad("prompt positions must be [3, " + std::to_string(T) + "]");
+  embeddings.inputs_embeds = e.to(model_->device(), model_->dtype()).contiguous();
+  embeddings.positions = p.to(at::kCPU, at::kLong).contiguous();
+  const RequestId id = add(std::move(prompt), params, std::move(sink));
+  live_.at(id)->embeddings = std::move(embeddings);
+  return id;
+}
+
+std::pair<at::Tensor, at::Tensor> Engine::step_embeddings(const SchedulePlan& plan,
+                                                          const std::vector<std::int64_t>& ids) {
+  // Token rows come from the embedding table; a sequence's prompt rows with
+  // embeddings are taken from them instead. Positions: the prompt's M-RoPE
+  // rows, else index + rope_delta on all three rows (0 delta: plain text).
+  const c10::Device device = model_->device();
+  auto long_opts = at::TensorOptions().dtype(at::kLong);
+  at::Tensor table = model_->embed_tokens();
+  std::vector<at::Tensor> parts;
+  std::vector<std::int64_t> rows[3];
+  std::size_t offset = 0;
+  for (const ScheduledSeq& s : plan.seqs) {
+    const auto n = std::int64_t(s.tokens.size());
+    auto it = live_.find(s.id);
+    const PromptEmbeddings* pe =
+        it != live_.end() && it->second->embeddings ? &*it->second->embeddings : nullptr;
+    const std::int64_t T = pe ? pe->inputs_embeds.size(0) : 0;
+    const std::int64_t delta = pe ? pe->rope_delta : 0;
+    const std::int64_t begin = s.context_len, end = s.context_len + n;
+    // [begin, min(end, T)): from the prompt embeddings; the rest: token rows.
+    const std::int64_t split = std::clamp(T, begin, end);
+    if (split > begin) {
+      parts.push_back(pe->inputs_embeds.slice(0, begin, split));
+      const std::int64_t* pos = pe->positions.data_ptr<std::int64_t>();
+      for (int r = 0; r < 3; ++r)
+        for (std::int64_t i = begin; i < split; ++i) rows[r].push_back(pos[r * T + i]);
+    }
+    if (end > split) {
+      std::vector<std::int64_t> tok(ids.begin() + std::ptrdiff_t(offset + std::size_t(split - begin)),
+                                    ids.begin() + std::ptrdiff_t(offset + std::size_t(n)));
+      parts.push_back(table.index_select(0, at::tensor(tok, long_opts).to(device)));
+      for (int r = 0; r < 3; ++r)
+        for (std::int64_t i = split; i < end; ++i) rows[r].push_back(i + delta);
+    }
+    offset += std::size_t(n);
+  }
+  std::vector<std::int64_t> flat;
+  for (auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  at::Tensor positions = at::tensor(flat, long_opts).view({3, std::int64_t(ids.size())});
+  return {at::cat(parts, 0), positions};
 }
 
 bool Engine::cancel(RequestId id) {
@@ -179,7 +242,18 @@ bool Engine::step() {
     auto long_opts = at::TensorOptions().dtype(at::kLong);
     AttentionMetadata meta =
         AttentionMetadata::build_paged(std::move(slices), tables, scheduler_.cache().block_size(), device);
-    at::Tensor hidden = model_->forward(at::tensor(ids, long_opts), at::tensor(positions, long_opts), meta);
+    bool with_embeddings = false;
+    for (const ScheduledSeq& s : plan.seqs) {
+      auto it = live_.find(s.id);
+      if (it != live_.end() && it->second->embeddings) with_embeddings = true;
+    }
+    at::Tensor hidden;
+    if (with_embeddings) {
+      auto [embeds, pos3] = step_embeddings(plan, ids);
+      hidden = model_->forward_embeds(embeds, pos3.to(device), meta);
+    } else {
+      hidden = model_->forward(at::tensor(ids, long_opts), at::tensor(positions, long_opts), meta);
+    }
     if (!sample_rows.empty()) {
       at::Tensor last = hidden.index_select(0, at::tensor(sample_rows, long_opts).to(device));  // [N, H]
       logits = model_->logits(last).to(at::kCPU).to(at::kFloat).contiguous();                   // [N, V]

@@ -57,7 +57,18 @@ std::shared_ptr<RequestStream> EngineLoop::submit(std::vector<TokenId> prompt, S
   auto stream = std::make_shared<RequestStream>();
   {
     std::lock_guard lk(mu_);
-    submissions_.push_back({stream, std::move(prompt), std::move(params)});
+    submissions_.push_back({stream, std::move(prompt), std::move(params), std::nullopt});
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+std::shared_ptr<RequestStream> EngineLoop::submit(std::vector<TokenId> prompt, SamplingParams params,
+                                                  PromptEmbeddings embeddings) {
+  auto stream = std::make_shared<RequestStream>();
+  {
+    std::lock_guard lk(mu_);
+    submissions_.push_back({stream, std::move(prompt), std::move(params), std::move(embeddings)});
   }
   cv_.notify_all();
   return stream;
@@ -95,9 +106,11 @@ void EngineLoop::run() {
       if (s.stream->cancelled_) continue;
       try {
         std::weak_ptr<RequestStream> weak = s.stream;
-        s.stream->id_ = engine_.add(std::move(s.prompt), s.params, [weak](const TokenEvent& ev) {
+        auto sink = [weak](const TokenEvent& ev) {
           if (auto st = weak.lock()) st->push(ev);
-        });
+        };
+        s.stream->id_ = s.embeddings ? engine_.add(std::move(s.prompt), s.params, sink, std::move(*s.embeddings))
+                                     : engine_.add(std::move(s.prompt), s.params, sink);
       } catch (...) {
         s.stream->fail(std::current_exception());
       }

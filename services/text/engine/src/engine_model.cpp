@@ -2,6 +2,7 @@
 #include "mmgen/text/engine_model.hpp"
 
 #include <optional>
+#include <stdexcept>
 #include <utility>
 
 #include "mmgen/io/hf_config.hpp"
@@ -15,6 +16,10 @@ std::int64_t hybrid_state_bytes_per_slot(const Qwen3_5Config& cfg, c10::ScalarTy
   const std::int64_t rec = cfg.linear_num_value_heads * cfg.linear_key_head_dim * cfg.linear_value_head_dim *
                            std::int64_t(sizeof(float));
   return cfg.num_linear_attention_layers() * (conv + rec);
+}
+
+at::Tensor EngineModel::forward_embeds(const at::Tensor&, const at::Tensor&, const AttentionMetadata&) {
+  throw std::logic_error(architecture() + " takes no input embeddings");
 }
 
 namespace {
@@ -85,6 +90,12 @@ class HybridEngineModel final : public EngineModel {
     return model_.forward(ids, positions, meta, *cache_);
   }
   at::Tensor logits(const at::Tensor& hidden) const override { return model_.logits(hidden); }
+  bool accepts_embeddings() const override { return true; }
+  at::Tensor embed_tokens() const override { return model_.model.embed_tokens(); }
+  at::Tensor forward_embeds(const at::Tensor& embeds, const at::Tensor& positions,
+                            const AttentionMetadata& meta) override {
+    return model_.model.forward_embeds(embeds, positions, meta, *cache_);
+  }
 
  private:
   std::optional<Qwen3_5ForCausalLM> owned_;

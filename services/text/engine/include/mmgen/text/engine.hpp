@@ -29,6 +29,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "mmgen/text/attention.hpp"
@@ -63,6 +64,18 @@ struct TokenEvent {
 };
 using EventSink = std::function<void(const TokenEvent&)>;
 
+// A prompt given as embeddings (image input, built by the worker with the
+// vision tower and build_multimodal_prompt): its rows replace the token
+// embeddings of the prompt's ids, and its 3-row M-RoPE positions replace
+// 0..T-1. A token at sequence index p >= T (generated, or recomputed after a
+// preemption) gets position p + rope_delta on all three rows, as transformers
+// does for generated tokens. Chunked prefill slices both by sequence index.
+struct PromptEmbeddings {
+  at::Tensor inputs_embeds;     // [T, H], model dtype (moved to the model's device)
+  at::Tensor positions;         // [3, T] int64
+  std::int64_t rope_delta = 0;
+};
+
 class Engine {
  public:
   // `tokenizer` may be null (no text in events: benchmarks, token-level tests).
@@ -81,6 +94,12 @@ class Engine {
   // Throws ProtocolError(invalid_request) for bad params, an empty prompt or
   // one beyond the context or the cache.
   RequestId add(std::vector<TokenId> prompt, const SamplingParams& params, EventSink sink);
+  // Same, the prompt given as embeddings too (`prompt`: the ids the sequence
+  // holds, e.g. the expanded image placeholders, T of them). Throws
+  // ProtocolError(invalid_request) when the model takes no embeddings or the
+  // shapes disagree with the prompt.
+  RequestId add(std::vector<TokenId> prompt, const SamplingParams& params, EventSink sink,
+                PromptEmbeddings embeddings);
   // Removes the request and frees its blocks at once; no further events.
   bool cancel(RequestId id);
   // Runs one scheduler step; false when there was nothing to do.
@@ -107,7 +126,11 @@ class Engine {
     std::optional<IncrementalDetokenizer> detok;
     StopStringMatcher stops;
     EventSink sink;
+    std::optional<PromptEmbeddings> embeddings;
   };
+  // Inputs of a step holding a sequence with prompt embeddings: embeddings
+  // [T, H] and positions [3, T] for the whole flattened batch.
+  std::pair<at::Tensor, at::Tensor> step_embeddings(const SchedulePlan& plan, const std::vector<std::int64_t>& ids);
   void finish_with_error(const std::vector<RequestId>& ids, const std::string& message);
 
   std::unique_ptr<EngineModel> model_;  // owns the cache tensors

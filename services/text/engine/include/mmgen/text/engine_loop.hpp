@@ -47,6 +47,9 @@ class EngineLoop {
   EngineLoop& operator=(const EngineLoop&) = delete;
 
   std::shared_ptr<RequestStream> submit(std::vector<TokenId> prompt, SamplingParams params);
+  // A prompt with embeddings (image input): Engine::add's second form.
+  std::shared_ptr<RequestStream> submit(std::vector<TokenId> prompt, SamplingParams params,
+                                        PromptEmbeddings embeddings);
   // Removes the request from the engine (frees its blocks) on the next loop turn.
   void cancel(const std::shared_ptr<RequestStream>& stream);
 
@@ -58,6 +61,7 @@ class EngineLoop {
     std::shared_ptr<RequestStream> stream;
     std::vector<TokenId> prompt;
     SamplingParams params;
+    std::optional<PromptEmbeddings> embeddings;
   };
   void run();
 

@@ -66,6 +66,16 @@ class EngineModel {
                              const AttentionMetadata& meta) = 0;
   // hidden [N, H] -> logits [N, V] (model dtype).
   virtual at::Tensor logits(const at::Tensor& hidden) const = 0;
+
+  // Prompts given as embeddings (image input): only models whose forward takes
+  // input embeddings and 3-row M-RoPE positions (Qwen3.5) say true.
+  virtual bool accepts_embeddings() const { return false; }
+  // The input embedding table [V, H] (undefined when !accepts_embeddings()).
+  virtual at::Tensor embed_tokens() const { return {}; }
+  // inputs_embeds [T, H] (model dtype, on device()), positions [3, T] int64 ->
+  // hidden states [T, H]. Throws std::logic_error when !accepts_embeddings().
+  virtual at::Tensor forward_embeds(const at::Tensor& inputs_embeds, const at::Tensor& positions,
+                                    const AttentionMetadata& meta);
 };
 
 // Borrowing adapters: `model` must outlive the result.

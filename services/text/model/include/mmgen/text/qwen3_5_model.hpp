@@ -138,7 +138,8 @@ class Qwen3_5ForCausalLM {
   // Loads <folder>/config.json and the checkpoint (single or sharded), every
   // floating tensor converted to opts.dtype on opts.device. Accepts the
   // conditional-generation layout ("model.language_model.*"; the vision tower
-  // "model.visual.*" is skipped — image input is not wired yet), the text-only
+  // "model.visual.*" is skipped here: the text worker loads the tower separately
+  // (services/text/vision) when it serves image input), the text-only
   // layout ("model.*"), MoE experts fused (mlp.experts.gate_up_proj [E, 2I, H],
   // down_proj [E, H, I]) or per expert (mlp.experts.N.{gate,up,down}_proj),
   // and ignores multi-token-prediction weights ("mtp.*"). Throws io::LoadError
