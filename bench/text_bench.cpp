@@ -1,22 +1,36 @@
 // text_bench: the text engine against Hugging Face transformers on the same
 // weights and threads, in the same run.
 //
-// Model: a Qwen3-architecture checkpoint with random weights (seeded),
-// written by bench/text_bench_reference.py: vocab 32000, hidden 768, 12
-// layers, 12 query / 4 KV heads of 64, intermediate 2048, tied embeddings
-// (~100 M parameters). For float32 and bfloat16, with --threads (default 2):
+// Models (--model), random weights (seeded), written by
+// bench/text_bench_reference.py:
+//   qwen3    (default) Qwen3 architecture: vocab 32000, hidden 768, 12 layers,
+//            12 query / 4 KV heads of 64, intermediate 2048, tied embeddings
+//            (~100 M parameters)
+//   qwen3_5  a Qwen3.5-0.8B-shaped hybrid (Qwen3_5ForCausalLM): the published
+//            per-layer shape (hidden 1024, 8/2 heads of 256 with output gate,
+//            Gated DeltaNet 16/16 heads of 128 with conv 4, MLP 3584, every 4th
+//            layer full attention, tied) with 8 layers instead of 24 and vocab
+//            32000 instead of 248320 (~199 M parameters), to fit the run's time
+// For float32 and bfloat16, with --threads (default 2):
 //   prefill   tokens/s of one forward over a 512-token prompt
 //   decode@1  tokens/s of greedy decoding after a 32-token prompt
 //   decode@16 aggregate tokens/s of 16 such requests batched
 // Decode is (N - 1) tokens over the time from the first sampled token to the
 // last (transformers: time of generate(N) minus generate(1)).
+// For the first dtype only, decode at batch 1 after a prompt of each --contexts
+// length (default 64,4096), both sides timed from the first sampled token to
+// the last, and the slowdown from the shortest to the longest context: a
+// hybrid model's linear-attention layers carry a fixed-size state, so its
+// decode cost grows far less with context than a full-attention model's.
 // Decode at batch 1 is also shown as a fraction of the memory-bandwidth bound:
-// bytes of weights read per token x tokens/s / measured copy bandwidth
-// (bytes read + written per second by a 256 MiB tensor copy on the same threads).
+// bytes of weights read per token (every parameter once: the heads are tied)
+// x tokens/s / measured copy bandwidth (bytes read + written per second by a
+// 256 MiB tensor copy on the same threads).
 // Each dtype's transformers run comes right before the engine's, and both sides
 // keep their best repetition, so a busy shared machine skews the ratio less.
 //
-//   text_bench [--threads N] [--decode-tokens N] [--dtypes float32,bfloat16] [--python PATH]
+//   text_bench [--model qwen3|qwen3_5] [--threads N] [--decode-tokens N] [--dtypes float32,bfloat16]
+//              [--contexts 64,4096] [--python PATH]
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -36,6 +50,7 @@
 
 #include "mmgen/io/checkpoint.hpp"
 #include "mmgen/text/engine.hpp"
+#include "mmgen/text/engine_model.hpp"
 #include "mmgen/text/json.hpp"
 
 namespace fs = std::filesystem;
@@ -70,13 +85,6 @@ double copy_bandwidth() {
   return 2.0 * double(n) * 4 / best;
 }
 
-// Weights read to produce one token (every matmul weight once, the head included).
-double weight_bytes_per_token(const QwenConfig& c, std::int64_t elem) {
-  const double H = double(c.hidden_size), I = double(c.intermediate_size);
-  const double per_layer = H * double(c.q_size()) * 2 + H * double(c.kv_size()) * 2 + 3 * H * I + 2 * H;
-  return (per_layer * double(c.num_hidden_layers) + double(c.vocab_size) * H + H) * double(elem);
-}
-
 std::vector<TokenId> random_prompt(std::mt19937& rng, int n, std::int64_t vocab) {
   std::uniform_int_distribution<TokenId> d(3, TokenId(vocab - 1));
   std::vector<TokenId> v(static_cast<std::size_t>(n));
@@ -94,17 +102,18 @@ SamplingParams greedy(std::int64_t n) {
 
 struct Figures {
   double prefill = 0, decode1 = 0, decode16 = 0;
+  std::map<int, double> ctx_decode;  // prompt length -> batch-1 decode tokens/s
 };
 
-Figures measure(const QwenForCausalLM& model, int decode_tokens) {
+Figures measure(std::unique_ptr<EngineModel> model, int decode_tokens, const std::vector<int>& contexts) {
   EngineConfig cfg;
   cfg.kv_cache_bytes = std::int64_t(1) << 30;
   cfg.max_num_batched_tokens = 512;
   cfg.max_num_seqs = 16;
   cfg.enable_prefix_caching = false;  // every run computes its prompt
-  Engine engine(model, nullptr, {}, cfg);
+  const std::int64_t V = model->vocab_size();
+  Engine engine(std::move(model), nullptr, {}, cfg);
   std::mt19937 rng(1);
-  const std::int64_t V = model.config().vocab_size;
   Figures f;
 
   // Prefill: one step over a 512-token prompt (after a warm-up).
@@ -141,15 +150,46 @@ Figures measure(const QwenForCausalLM& model, int decode_tokens) {
       best_rate = std::max(best_rate, rate);
     }
   }
+
+  // Decode after a long prompt: one request, timed from its first sampled
+  // token (the prompt done) to its last. Long prompts get one repetition (the
+  // engine is warm by now), short ones keep the best of two.
+  for (int c : contexts) {
+    for (int rep = 0; rep < (c >= 1024 ? 1 : 2); ++rep) {
+      Clock::time_point first{}, last{};
+      bool have_first = false;
+      engine.add(random_prompt(rng, c, V), greedy(decode_tokens), [&](const TokenEvent& ev) {
+        if (ev.token && !have_first) {
+          first = Clock::now();
+          have_first = true;
+        }
+        if (ev.finished) last = Clock::now();
+      });
+      while (engine.has_work()) engine.step();
+      const double rate = (decode_tokens - 1) / std::chrono::duration<double>(last - first).count();
+      f.ctx_decode[c] = std::max(f.ctx_decode[c], rate);
+    }
+  }
   return f;
+}
+
+std::vector<int> parse_ints(const std::string& list) {
+  std::vector<int> v;
+  std::stringstream ss(list);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) v.push_back(std::stoi(x));
+  return v;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 2, decode_tokens = 32;
-  std::string dtypes = "float32,bfloat16";
+  std::string dtypes = "float32,bfloat16", model_name = "qwen3", contexts_arg = "64,4096";
   std::string python = MMGEN_DEFAULT_PYTHON;
+  const char* usage =
+      "usage: text_bench [--model qwen3|qwen3_5] [--threads N] [--decode-tokens N] [--dtypes float32,bfloat16]\n"
+      "                  [--contexts 64,4096] [--python PATH]\n";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -162,9 +202,28 @@ int main(int argc, char** argv) {
     if (a == "--threads") threads = std::stoi(value());
     else if (a == "--decode-tokens") decode_tokens = std::max(2, std::stoi(value()));
     else if (a == "--dtypes") dtypes = value();
+    else if (a == "--model") model_name = value();
+    else if (a == "--contexts") contexts_arg = value();
     else if (a == "--python") python = value();
     else {
-      std::cerr << "usage: text_bench [--threads N] [--decode-tokens N] [--dtypes float32,bfloat16] [--python PATH]\n";
+      std::cerr << usage;
+      return 2;
+    }
+  }
+  if (model_name != "qwen3" && model_name != "qwen3_5") {
+    std::cerr << "text_bench: --model must be qwen3 or qwen3_5, not '" << model_name << "'\n" << usage;
+    return 2;
+  }
+  std::vector<int> contexts;
+  try {
+    contexts = parse_ints(contexts_arg);
+  } catch (const std::exception&) {
+    std::cerr << "text_bench: --contexts takes comma-separated prompt lengths, not '" << contexts_arg << "'\n";
+    return 2;
+  }
+  for (int c : contexts) {
+    if (c < 1) {
+      std::cerr << "text_bench: --contexts lengths must be positive\n";
       return 2;
     }
   }
@@ -176,11 +235,12 @@ int main(int argc, char** argv) {
   }
   const fs::path dir = tmpl;
   try {
-    std::cout << "text_bench: writing the checkpoint and timing transformers (" << threads << " threads)...\n"
+    std::cout << "text_bench: writing the " << model_name << " checkpoint and timing transformers (" << threads
+              << " threads)...\n"
               << std::flush;
     const std::string script = "'" + python + "' '" + MMGEN_TEXT_BENCH_SCRIPT + "' --out '" + dir.string() +
-                               "' --threads " + std::to_string(threads) + " --decode-tokens " +
-                               std::to_string(decode_tokens);
+                               "' --model " + model_name + " --threads " + std::to_string(threads) +
+                               " --decode-tokens " + std::to_string(decode_tokens);
     std::map<std::string, Figures> ref;
     std::int64_t params = 0;
     auto read_lines = [&](const std::string& out) {
@@ -190,36 +250,66 @@ int main(int argc, char** argv) {
         const Json j = parse_json(line);
         if (const Json* p = j.find("params")) params = p->as_int();
         if (const Json* d = j.find("dtype")) {
-          ref[d->as_string()] = Figures{j.find("prefill_tok_s")->as_double(), j.find("decode1_tok_s")->as_double(),
-                                        j.find("decode16_tok_s")->as_double()};
+          Figures& r = ref[d->as_string()];
+          r.prefill = j.find("prefill_tok_s")->as_double();
+          r.decode1 = j.find("decode1_tok_s")->as_double();
+          r.decode16 = j.find("decode16_tok_s")->as_double();
+          if (const Json* ctx = j.find("ctx_decode")) {
+            for (int c : contexts)
+              if (const Json* v = ctx->find(std::to_string(c))) r.ctx_decode[c] = v->as_double();
+          }
         }
       }
     };
     read_lines(run_capture(script + " --skip-timing"));
     const double bw = copy_bandwidth();
-    std::printf("\nmodel: Qwen3, %.1f M parameters (vocab 32000, hidden 768, 12 layers, 12/4 heads x 64, "
-                "intermediate 2048, tied), random weights\n",
-                double(params) / 1e6);
+    if (model_name == "qwen3")
+      std::printf("\nmodel: Qwen3, %.1f M parameters (vocab 32000, hidden 768, 12 layers, 12/4 heads x 64, "
+                  "intermediate 2048, tied), random weights\n",
+                  double(params) / 1e6);
+    else
+      std::printf("\nmodel: Qwen3.5-0.8B-shaped hybrid, %.1f M parameters (hidden 1024, 8 layers = 6 Gated DeltaNet "
+                  "16/16 heads x 128 + 2 full attention 8/2 heads x 256, MLP 3584, vocab 32000, tied; the published "
+                  "model has 24 layers and vocab 248320), random weights\n",
+                  double(params) / 1e6);
     std::printf("threads: %d; decode: %d tokens after a 32-token prompt; copy bandwidth %.2f GB/s\n\n", threads,
                 decode_tokens, bw / 1e9);
     std::printf("%-9s %-14s %12s %14s %8s\n", "dtype", "metric", "mmgen tok/s", "transformers", "ratio");
     std::stringstream ss(dtypes);
+    bool first_dtype = true;
     for (std::string dt; std::getline(ss, dt, ',');) {
-      read_lines(run_capture(script + " --no-write --dtypes " + dt));
+      const std::vector<int> ctx = first_dtype ? contexts : std::vector<int>{};
+      std::string ctx_list;
+      for (int c : ctx) ctx_list += (ctx_list.empty() ? "" : ",") + std::to_string(c);
+      read_lines(run_capture(script + " --no-write --dtypes " + dt + (ctx.empty() ? "" : " --contexts " + ctx_list)));
       const c10::ScalarType st = dt == "bfloat16" ? at::kBFloat16 : dt == "float16" ? at::kHalf : at::kFloat;
-      const QwenForCausalLM model = QwenForCausalLM::load(dir, mmgen::io::LoadOptions{st, c10::Device(c10::kCPU)});
-      const Figures f = measure(model, decode_tokens);
+      const Figures f =
+          measure(load_engine_model(dir, mmgen::io::LoadOptions{st, c10::Device(c10::kCPU)}), decode_tokens, ctx);
       const Figures r = ref.count(dt) ? ref[dt] : Figures{};
-      auto row = [&](const char* name, double ours, double theirs) {
-        std::printf("%-9s %-14s %12.1f %14.1f %7.2fx\n", dt.c_str(), name, ours, theirs, theirs > 0 ? ours / theirs : 0.0);
+      auto row = [&](const std::string& name, double ours, double theirs) {
+        std::printf("%-9s %-14s %12.1f %14.1f %7.2fx\n", dt.c_str(), name.c_str(), ours, theirs,
+                    theirs > 0 ? ours / theirs : 0.0);
       };
       row("prefill 512", f.prefill, r.prefill);
       row("decode b=1", f.decode1, r.decode1);
       row("decode b=16", f.decode16, r.decode16);
-      const double bytes = weight_bytes_per_token(model.config(), std::int64_t(c10::elementSize(st)));
+      for (int c : ctx) {
+        const auto theirs = r.ctx_decode.find(c);
+        row("decode @" + std::to_string(c), f.ctx_decode.at(c), theirs == r.ctx_decode.end() ? 0.0 : theirs->second);
+      }
+      if (ctx.size() >= 2) {
+        const int lo = *std::min_element(ctx.begin(), ctx.end()), hi = *std::max_element(ctx.begin(), ctx.end());
+        auto slowdown = [&](const std::map<int, double>& m) {
+          return m.count(lo) && m.count(hi) && m.at(hi) > 0 ? m.at(lo) / m.at(hi) : 0.0;
+        };
+        std::printf("%-9s decode b=1 slowdown from context %d to %d: mmgen %.2fx, transformers %.2fx\n", dt.c_str(),
+                    lo, hi, slowdown(f.ctx_decode), slowdown(r.ctx_decode));
+      }
+      const double bytes = double(params) * double(c10::elementSize(st));
       std::printf("%-9s decode b=1 at %.0f%% of the bandwidth bound (%.0f MB of weights per token, bound %.1f tok/s); "
                   "b=16 aggregate %.2fx b=1\n",
                   dt.c_str(), 100.0 * bytes * f.decode1 / bw, bytes / 1e6, bw / bytes, f.decode16 / f.decode1);
+      first_dtype = false;
     }
   } catch (const std::exception& e) {
     std::cerr << "text_bench: " << e.what() << "\n";

@@ -1,0 +1,366 @@
+// image_bench: the Qwen-Image text-to-image pipeline against diffusers'
+// QwenImagePipeline on the same weights and threads, in the same run.
+//
+// Checkpoint: a pipeline folder in the published diffusers layout with random
+// (seeded) weights, written at run time by bench/image_bench_reference.py
+// into a temporary folder (removed afterwards):
+//   transformer  --blocks blocks (default 8) of 12 heads x 128 (dim 1536),
+//                joint_attention_dim 1536, rope axes (16, 56, 56) as published
+//   text encoder Qwen2.5-VL, 2 decoder layers of hidden 1536 (12 / 2 KV heads
+//                of 128, intermediate 8960), tiny vision tower (unused by
+//                text-to-image), the fixtures' byte-level BPE (vocab 512)
+//   VAE          AutoencoderKLQwenImage, base_dim --vae-base (default 32;
+//                published 96), z 16, dim_mult [1, 2, 4, 4], 2 res blocks
+// For each dtype, one image of --size (default 256) pixels square in --steps
+// (default 4) steps, seed 42, no CFG, --threads (default 2) threads:
+//   s/image      one generate() / pipe() call, weights already loaded
+//   s/step       fastest time between consecutive step callbacks (steps
+//                2..N): one transformer forward + one scheduler step
+//   VAE decode   last step callback -> return (decode + postprocess)
+//   prompt+1st   start -> first step callback (prompt encoding, latents, step 1)
+//   CPU s/image  process CPU seconds of that call, all threads
+//   RSS loaded   VmRSS right after loading (weights, mapped file pages included)
+//   peak RSS     VmHWM of the process (loading included)
+// Then a tiled VAE decode of fixed latents [1, 16, 1, L, L] (--tiled-latent,
+// default 64 -> 512 x 512 pixels, 3 x 3 tiles of 256 px every 192 px) in a
+// VAE-only process per side: seconds and VmHWM.
+// Each measurement runs in its own child process (ours: this program
+// re-executed with --child; diffusers: the reference script), so every peak
+// is that side's alone and the two sides never share a heap. There is no
+// warm-up (a full image costs minutes on small machines); both sides pay
+// their first-call costs alike, and s/step skips step 1.
+// The sides' pixels are compared too (max |ours - diffusers|), a guard that
+// the two ran the same computation.
+//
+// The defaults fit a shared 2-core machine (about 8 minutes); the issue's
+// configuration is --size 512 --steps 8 --vae-base 96 --tiled-latent 256
+// (published VAE, 2048 x 2048 tiled decode), an hour or more on such a machine.
+//
+//   image_bench [--threads N] [--size PX] [--steps N] [--blocks N] [--vae-base N]
+//               [--tiled-latent L] [--tiled-dtype float32] [--dtypes float32,bfloat16] [--python PATH]
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
+#include <ATen/ops/sin.h>
+#include <c10/core/InferenceMode.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "mmgen/diffusion/wan_vae.hpp"
+#include "mmgen/image/qwenimage_pipeline.hpp"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// CPU seconds of the whole process (every thread): less disturbed than wall
+// time when other work shares the cores (spin-waiting threads still count).
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// A "VmHWM:" / "VmRSS:" line of /proc/self/status, in MB.
+double proc_status_mb(const std::string& key) {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;
+  }
+  return 0.0;
+}
+double vm_hwm_mb() { return proc_status_mb("VmHWM:"); }
+
+std::string run_capture(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run: " + cmd);
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int rc = pclose(p);
+  if (rc != 0) throw std::runtime_error("child failed (" + std::to_string(rc) + "): " + cmd);
+  return out;
+}
+
+// The last line of a child's output that starts with '{' (its JSON figures).
+std::string json_line(const std::string& out) {
+  std::istringstream lines(out);
+  std::string last;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line[0] == '{') last = line;
+  }
+  if (last.empty()) throw std::runtime_error("child printed no figures:\n" + out);
+  return last;
+}
+
+// A number field of a flat JSON object ("key": 1.5); NaN when absent.
+double json_num(const std::string& line, const std::string& key) {
+  const std::string k = "\"" + key + "\":";
+  const auto at = line.find(k);
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(line.c_str() + at + k.size(), nullptr);
+}
+
+c10::ScalarType scalar_type(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  throw std::invalid_argument("unknown dtype " + name);
+}
+
+void save_raw(const at::Tensor& t, const std::string& path) {
+  if (path.empty()) return;
+  const at::Tensor f = t.to(at::kFloat).contiguous();
+  std::ofstream(path, std::ios::binary)
+      .write(static_cast<const char*>(f.data_ptr()), static_cast<std::streamsize>(f.numel() * 4));
+}
+
+std::vector<float> load_raw(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) return {};
+  std::vector<float> v(static_cast<std::size_t>(f.tellg()) / 4);
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+  return v;
+}
+
+double max_abs_diff(const std::string& a, const std::string& b) {
+  const auto x = load_raw(a), y = load_raw(b);
+  if (x.empty() || x.size() != y.size()) return std::nan("");
+  double m = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, double(std::fabs(x[i] - y[i])));
+  return m;
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// ---------------------------------------------------------------- children
+
+struct ChildArgs {
+  std::string mode, dir, dtype = "float32", save;
+  std::int64_t size = 256, steps = 4, latent = 64;
+};
+
+int child_pipeline(const ChildArgs& a) {
+  using namespace mmgen::image;
+  c10::InferenceMode no_grad;
+  const auto t_load = Clock::now();
+  const QwenImagePipeline pipe =
+      QwenImagePipeline::load(a.dir, mmgen::io::LoadOptions{scalar_type(a.dtype), c10::Device(c10::kCPU)});
+  const double load_s = seconds(t_load, Clock::now());
+  const double loaded_mb = proc_status_mb("VmRSS:");
+  ImageRequest req;
+  req.prompt = read_text(fs::path(a.dir) / "prompt.txt");
+  req.width = req.height = a.size;
+  req.steps = a.steps;
+  req.seed = 42;
+  std::vector<Clock::time_point> stamps;
+  const auto t0 = Clock::now();
+  const double c0 = cpu_seconds();
+  const at::Tensor img = pipe.generate(req, [&](std::int64_t, std::int64_t, const at::Tensor&) {
+    stamps.push_back(Clock::now());
+  });
+  const auto t1 = Clock::now();
+  const double cpu = cpu_seconds() - c0;
+  save_raw(img, a.save);
+  std::vector<double> steps;
+  for (std::size_t i = 1; i < stamps.size(); ++i) steps.push_back(seconds(stamps[i - 1], stamps[i]));
+  // The fastest of steps 2..N: on a shared machine the minimum is the figure
+  // least disturbed by other load (text_bench keeps its best repetition too).
+  const double step = steps.empty() ? seconds(t0, stamps.front()) : *std::min_element(steps.begin(), steps.end());
+  std::printf("{\"side\": \"mmgen\", \"load_s\": %.4f, \"total_s\": %.4f, \"first_s\": %.4f, \"step_s\": %.4f, "
+              "\"decode_s\": %.4f, \"cpu_s\": %.4f, \"loaded_mb\": %.1f, \"peak_mb\": %.1f}\n",
+              load_s, seconds(t0, t1), seconds(t0, stamps.front()), step, seconds(stamps.back(), t1), cpu,
+              loaded_mb, vm_hwm_mb());
+  return 0;
+}
+
+int child_tiled(const ChildArgs& a) {
+  using namespace mmgen::diffusion;
+  c10::InferenceMode no_grad;
+  const c10::ScalarType st = scalar_type(a.dtype);
+  WanVae vae = WanVae::load(fs::path(a.dir) / "vae", mmgen::io::LoadOptions{st, c10::Device(c10::kCPU)},
+                            VaeParts{false, true});
+  TilingOptions t;
+  t.enabled = true;  // diffusers' enable_tiling() defaults: 256 px tiles every 192 px
+  vae.set_tiling(t);
+  const std::int64_t L = a.latent;
+  // The reference script builds the same latents.
+  const at::Tensor z = (at::arange(16 * L * L, at::kFloat).reshape({1, 16, 1, L, L}).mul(0.37)).sin().mul(2).to(st);
+  const auto t0 = Clock::now();
+  const double c0 = cpu_seconds();
+  const at::Tensor x = vae.decode(z);
+  const double dt = seconds(t0, Clock::now()), cpu = cpu_seconds() - c0;
+  save_raw(x, a.save);
+  std::printf("{\"side\": \"mmgen\", \"tiled_s\": %.4f, \"cpu_s\": %.4f, \"peak_mb\": %.1f}\n", dt, cpu,
+              vm_hwm_mb());
+  return 0;
+}
+
+// ---------------------------------------------------------------- report
+
+struct Figures {
+  std::string line;
+  double get(const char* k) const { return json_num(line, k); }
+};
+
+void row(const std::string& dt, const char* name, double ours, double theirs, const char* unit) {
+  std::printf("%-9s %-26s %10.2f %10.2f %7.2fx  %s\n", dt.c_str(), name, ours, theirs,
+              theirs > 0 ? ours / theirs : 0.0, unit);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2;
+  std::int64_t size = 256, steps = 4, blocks = 8, vae_base = 32, tiled_latent = 64;
+  std::string dtypes = "float32,bfloat16", tiled_dtype = "float32";
+  std::string python = MMGEN_IMAGE_BENCH_PYTHON;
+  if (const char* env = std::getenv("MMGEN_PYTHON")) python = env;
+  ChildArgs child;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << a << " needs a value\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--threads") threads = std::stoi(value());
+    else if (a == "--size") size = std::stoll(value());
+    else if (a == "--steps") steps = std::max<std::int64_t>(2, std::stoll(value()));
+    else if (a == "--blocks") blocks = std::stoll(value());
+    else if (a == "--vae-base") vae_base = std::stoll(value());
+    else if (a == "--tiled-latent") tiled_latent = std::stoll(value());
+    else if (a == "--tiled-dtype") tiled_dtype = value();
+    else if (a == "--dtypes") dtypes = value();
+    else if (a == "--python") python = value();
+    else if (a == "--child") child.mode = value();
+    else if (a == "--dir") child.dir = value();
+    else if (a == "--dtype") child.dtype = value();
+    else if (a == "--save") child.save = value();
+    else if (a == "--latent") child.latent = std::stoll(value());
+    else {
+      std::cerr << "usage: image_bench [--threads N] [--size PX] [--steps N] [--blocks N] [--vae-base N]\n"
+                   "                   [--tiled-latent L (0: skip)] [--tiled-dtype T] [--dtypes float32,bfloat16]"
+                   " [--python PATH]\n";
+      return 2;
+    }
+  }
+  at::set_num_threads(threads);
+  if (!child.mode.empty()) {
+    child.size = size;
+    child.steps = steps;
+    try {
+      if (child.mode == "pipeline") return child_pipeline(child);
+      if (child.mode == "tiled") return child_tiled(child);
+      std::cerr << "unknown child mode " << child.mode << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "image_bench child: " << e.what() << "\n";
+      return 1;
+    }
+  }
+
+  char tmpl[] = "/tmp/mmgen-image-bench-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    std::perror("mkdtemp");
+    return 1;
+  }
+  const fs::path dir = tmpl;
+  const std::string self = fs::read_symlink("/proc/self/exe").string();
+  const std::string script = "'" + python + "' '" + MMGEN_IMAGE_BENCH_SCRIPT + "'";
+  const std::string common = " --dir '" + dir.string() + "' --threads " + std::to_string(threads);
+  try {
+    const auto t_start = Clock::now();
+    std::cout << "image_bench: writing the checkpoint (" << blocks << " blocks, VAE base_dim " << vae_base
+              << ")...\n"
+              << std::flush;
+    const std::string params = json_line(run_capture(script + " write --out '" + dir.string() + "' --blocks " +
+                                                     std::to_string(blocks) + " --vae-base " +
+                                                     std::to_string(vae_base)));
+    std::printf("\nQwen-Image, random weights: transformer %lld blocks x 12 heads x 128 (dim 1536, %.0f M params), "
+                "text encoder Qwen2.5-VL 2 layers x 1536 (%.0f M), VAE base_dim %lld z 16 (%.1f M)\n",
+                static_cast<long long>(blocks), json_num(params, "transformer") / 1e6,
+                json_num(params, "text_encoder") / 1e6, static_cast<long long>(vae_base),
+                json_num(params, "vae") / 1e6);
+    std::printf("%lld x %lld pixels, %lld steps, no CFG, seed 42, %d threads; each side in its own process\n\n",
+                static_cast<long long>(size), static_cast<long long>(size), static_cast<long long>(steps), threads);
+    const std::string sizes = " --size " + std::to_string(size) + " --steps " + std::to_string(steps);
+    std::vector<std::string> report;
+    std::stringstream ss(dtypes);
+    for (std::string dt; std::getline(ss, dt, ',');) {
+      scalar_type(dt);  // reject a bad name before running anything
+      const std::string ref_png = (dir / ("diffusers_" + dt + ".f32")).string();
+      const std::string our_png = (dir / ("mmgen_" + dt + ".f32")).string();
+      std::cout << "  " << dt << ": diffusers..." << std::flush;
+      const Figures r{json_line(
+          run_capture(script + " pipeline" + common + sizes + " --dtype " + dt + " --save '" + ref_png + "'"))};
+      std::cout << " mmgen..." << std::flush;
+      const Figures o{json_line(run_capture("'" + self + "' --child pipeline" + common + sizes + " --dtype " + dt +
+                                            " --save '" + our_png + "'"))};
+      std::cout << " done\n" << std::flush;
+      std::printf("%-9s %-26s %10s %10s %8s\n", "dtype", "metric", "mmgen", "diffusers", "ratio");
+      row(dt, "s / image (end to end)", o.get("total_s"), r.get("total_s"), "target <= 0.80x");
+      row(dt, "CPU s / image", o.get("cpu_s"), r.get("cpu_s"), "all threads; steadier under load");
+      row(dt, "s / transformer step", o.get("step_s"), r.get("step_s"), "fastest of steps 2..N");
+      row(dt, "VAE decode s", o.get("decode_s"), r.get("decode_s"), "");
+      row(dt, "prompt + step 1 s", o.get("first_s"), r.get("first_s"), "");
+      row(dt, "load s", o.get("load_s"), r.get("load_s"), "not in s / image");
+      row(dt, "RSS after load MB", o.get("loaded_mb"), r.get("loaded_mb"), "VmRSS (mapped weights included)");
+      row(dt, "peak RSS MB", o.get("peak_mb"), r.get("peak_mb"), "VmHWM; target <= 0.80x");
+      std::printf("%-9s max |mmgen - diffusers| of the pixels in [0, 1]: %.3g\n\n", dt.c_str(),
+                  max_abs_diff(our_png, ref_png));
+    }
+    if (tiled_latent > 0) {
+      const std::string L = std::to_string(tiled_latent);
+      const std::string px = std::to_string(tiled_latent * 8);
+      const std::string ref_out = (dir / "diffusers_tiled.f32").string(), our_out = (dir / "mmgen_tiled.f32").string();
+      std::cout << "  tiled decode " << px << "x" << px << ": diffusers..." << std::flush;
+      const Figures r{json_line(run_capture(script + " tiled" + common + " --latent " + L + " --dtype " +
+                                            tiled_dtype + " --save '" + ref_out + "'"))};
+      std::cout << " mmgen..." << std::flush;
+      const Figures o{json_line(run_capture("'" + self + "' --child tiled" + common + " --latent " + L +
+                                            " --dtype " + tiled_dtype + " --save '" + our_out + "'"))};
+      std::cout << " done\n" << std::flush;
+      std::printf("tiled VAE decode, %sx%s pixels (latents %sx%s), 256 px tiles every 192 px, %s, VAE-only process "
+                  "(diffusers also loads the encoder)\n",
+                  px.c_str(), px.c_str(), L.c_str(), L.c_str(), tiled_dtype.c_str());
+      std::printf("%-9s %-26s %10s %10s %8s\n", "dtype", "metric", "mmgen", "diffusers", "ratio");
+      row(tiled_dtype, "tiled decode s", o.get("tiled_s"), r.get("tiled_s"), "");
+      row(tiled_dtype, "tiled decode CPU s", o.get("cpu_s"), r.get("cpu_s"), "");
+      row(tiled_dtype, "peak RSS MB", o.get("peak_mb"), r.get("peak_mb"), "VmHWM; target <= 4096 MB at 2048 px");
+      std::printf("%-9s max |mmgen - diffusers| of the decoded pixels: %.3g\n\n", tiled_dtype.c_str(),
+                  max_abs_diff(our_out, ref_out));
+    }
+    std::printf("whole run: %.0f s\n", seconds(t_start, Clock::now()));
+  } catch (const std::exception& e) {
+    std::cerr << "image_bench: " << e.what() << "\n";
+    fs::remove_all(dir);
+    return 1;
+  }
+  fs::remove_all(dir);
+  return 0;
+}
