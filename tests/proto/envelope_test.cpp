@@ -116,8 +116,10 @@ TEST(Envelope, TooManyBlobFrames) {
     for (std::size_t i = 0; i < n; ++i) f.push_back(frame("b"));
     return f;
   };
-  EXPECT_EQ(parse_outcome(with_blobs(64)), "ok");
-  EXPECT_EQ(parse_outcome(with_blobs(65)), "too_large: 65 blob frames exceed the limit of 64");
+  const std::size_t max = Limits{}.max_blobs;
+  EXPECT_EQ(parse_outcome(with_blobs(max)), "ok");
+  EXPECT_EQ(parse_outcome(with_blobs(max + 1)), "too_large: " + std::to_string(max + 1) +
+                                                    " blob frames exceed the limit of " + std::to_string(max));
   Limits l;
   l.max_blobs = 0;
   EXPECT_EQ(parse_outcome(with_blobs(1), kClientProtocol, l),

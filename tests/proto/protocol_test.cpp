@@ -105,7 +105,7 @@ TEST(Spec, ProtocolFramesAndLimitsAreThoseOfTheSpec) {
   EXPECT_EQ(l.max_body_bytes, 4u << 20);
   EXPECT_EQ(l.max_input_bytes, 64ull << 20);
   EXPECT_EQ(l.max_result_bytes, 256ull << 20);
-  EXPECT_EQ(l.max_blobs, 64u);
+  EXPECT_EQ(l.max_blobs, 1024u);
   EXPECT_EQ(l.max_container, 65536u);
   EXPECT_EQ(l.max_depth, 16u);
   EXPECT_EQ(kMinPriority, 0);

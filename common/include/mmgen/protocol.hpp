@@ -99,7 +99,7 @@ struct Limits {
   std::uint64_t max_body_bytes = 4u << 20;         // frame 2
   std::uint64_t max_input_bytes = 64ull << 20;     // sum of blobs on SUBMIT
   std::uint64_t max_result_bytes = 256ull << 20;   // sum of blobs on RESULT
-  std::uint32_t max_blobs = 64;
+  std::uint32_t max_blobs = 1024;  // a video result: the MP4 plus one PNG per frame
   std::uint32_t max_container = 65536;  // msgpack array/map element count
   std::uint32_t max_depth = 16;
 };

@@ -134,9 +134,10 @@ TEST(VideoParams, EachBadParamIsNamed) {
 
 TEST(VideoParams, SaveFramesRefusedBeyondWhatAResultCarries) {
   EXPECT_EQ(max_saved_frames(), std::int64_t(proto::Limits{}.max_blobs) - 1);
-  EXPECT_TRUE(parse({{"prompt", "p"}, {"frames", 61}, {"save_frames", true}}).save_frames);
-  expect_invalid([&] { parse({{"prompt", "p"}, {"frames", 81}, {"save_frames", true}}); }, "'save_frames'");
-  EXPECT_FALSE(parse({{"prompt", "p"}, {"frames", 81}, {"save_frames", false}}).save_frames);
+  // The published defaults (81 and 121 frames) fit; a result still has a limit.
+  EXPECT_TRUE(parse({{"prompt", "p"}, {"frames", 121}, {"save_frames", true}}).save_frames);
+  expect_invalid([&] { parse({{"prompt", "p"}, {"frames", 1025}, {"save_frames", true}}); }, "'save_frames'");
+  EXPECT_FALSE(parse({{"prompt", "p"}, {"frames", 1025}, {"save_frames", false}}).save_frames);
 }
 
 TEST(VideoParams, ImageBlobIsDecodedToRgb) {
