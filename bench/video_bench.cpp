@@ -64,97 +64,17 @@
 #include <string>
 #include <vector>
 
+#include "bench_child.hpp"
 #include "mmgen/diffusion/wan_vae.hpp"
 #include "mmgen/video/wan_pipeline.hpp"
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using namespace mmgen::bench;
 
 namespace {
 
 constexpr std::int64_t kZ = 48;  // the Wan 2.2 VAE's latent channels
 constexpr std::uint64_t kSeed = 42;
 constexpr double kGuidance = 5.0;
-
-double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-// CPU seconds of the whole process (every thread): less disturbed than wall
-// time when other work shares the cores.
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// A "VmHWM:" / "VmRSS:" line of /proc/self/status, in MB.
-double proc_status_mb(const std::string& key) {
-  std::ifstream f("/proc/self/status");
-  for (std::string line; std::getline(f, line);) {
-    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;
-  }
-  return 0.0;
-}
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run: " + cmd);
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int rc = pclose(p);
-  if (rc != 0) throw std::runtime_error("child failed (" + std::to_string(rc) + "): " + cmd);
-  return out;
-}
-
-// The last line of a child's output that starts with '{' (its JSON figures).
-std::string json_line(const std::string& out) {
-  std::istringstream lines(out);
-  std::string last;
-  for (std::string line; std::getline(lines, line);) {
-    if (!line.empty() && line[0] == '{') last = line;
-  }
-  if (last.empty()) throw std::runtime_error("child printed no figures:\n" + out);
-  return last;
-}
-
-// A number field of a flat JSON object ("key": 1.5); NaN when absent.
-double json_num(const std::string& line, const std::string& key) {
-  const std::string k = "\"" + key + "\":";
-  const auto at = line.find(k);
-  if (at == std::string::npos) return std::nan("");
-  return std::strtod(line.c_str() + at + k.size(), nullptr);
-}
-
-void save_raw(const at::Tensor& t, const std::string& path) {
-  if (path.empty()) return;
-  const at::Tensor f = t.to(at::kFloat).contiguous();
-  std::ofstream(path, std::ios::binary)
-      .write(static_cast<const char*>(f.data_ptr()), static_cast<std::streamsize>(f.numel() * 4));
-}
-
-std::vector<float> load_raw(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) return {};
-  std::vector<float> v(static_cast<std::size_t>(f.tellg()) / 4);
-  f.seekg(0);
-  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
-  return v;
-}
-
-double max_abs_diff(const std::string& a, const std::string& b) {
-  const auto x = load_raw(a), y = load_raw(b);
-  if (x.empty() || x.size() != y.size()) return std::nan("");
-  double m = 0;
-  for (std::size_t i = 0; i < x.size(); ++i) m = std::max(m, double(std::fabs(x[i] - y[i])));
-  return m;
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // ---------------------------------------------------------------- children
 
