@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "mmgen/json_reader.hpp"
 #include "mmgen/protocol.hpp"
 #include "mmgen/text/unicode.hpp"
 
@@ -18,202 +19,20 @@ using proto::ProtocolError;
                       std::string(what) + ": expected " + std::string(want));
 }
 
-class Parser {
- public:
-  explicit Parser(std::string_view s) : s_(s) {}
-
-  Json document() {
-    skip_ws();
-    Json v = value(0);
-    skip_ws();
-    if (pos_ != s_.size()) fail("trailing characters");
-    return v;
+// Objects as member lists in document order (see json.hpp).
+struct JsonBuilder {
+  using Array = JsonArray;
+  using Object = JsonObject;
+  Json scalar(json::Scalar s) {
+    return std::visit([](auto x) { return Json(x); }, s);
   }
-
- private:
-  static constexpr int kMaxDepth = 256;
-
-  [[noreturn]] void fail(std::string_view why) const {
-    throw ProtocolError(ErrorCode::invalid_request,
-                        "invalid JSON at byte " + std::to_string(pos_) + ": " + std::string(why));
-  }
-
-  void skip_ws() {
-    while (pos_ < s_.size() &&
-           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-      ++pos_;
-  }
-
-  bool consume(std::string_view lit) {
-    if (s_.substr(pos_, lit.size()) != lit) return false;
-    pos_ += lit.size();
-    return true;
-  }
-
-  Json value(int depth) {
-    if (depth > kMaxDepth) fail("nesting too deep");
-    if (pos_ >= s_.size()) fail("unexpected end");
-    char c = s_[pos_];
-    if (c == '{') return object(depth);
-    if (c == '[') return array(depth);
-    if (c == '"') return Json(string());
-    if (c == '-' || (c >= '0' && c <= '9')) return number();
-    if (consume("true")) return Json(true);
-    if (consume("false")) return Json(false);
-    if (consume("null")) return Json(nullptr);
-    fail("unexpected character");
-  }
-
-  Json object(int depth) {
-    ++pos_;  // '{'
-    JsonObject members;
-    skip_ws();
-    if (pos_ < s_.size() && s_[pos_] == '}') {
-      ++pos_;
-      return Json(std::move(members));
-    }
-    for (;;) {
-      skip_ws();
-      if (pos_ >= s_.size() || s_[pos_] != '"') fail("expected a key string");
-      std::string key = string();
-      skip_ws();
-      if (pos_ >= s_.size() || s_[pos_] != ':') fail("expected ':'");
-      ++pos_;
-      skip_ws();
-      members.emplace_back(std::move(key), value(depth + 1));
-      skip_ws();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == '}') {
-        ++pos_;
-        return Json(std::move(members));
-      }
-      fail("expected ',' or '}'");
-    }
-  }
-
-  Json array(int depth) {
-    ++pos_;  // '['
-    JsonArray items;
-    skip_ws();
-    if (pos_ < s_.size() && s_[pos_] == ']') {
-      ++pos_;
-      return Json(std::move(items));
-    }
-    for (;;) {
-      skip_ws();
-      items.push_back(value(depth + 1));
-      skip_ws();
-      if (pos_ < s_.size() && s_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < s_.size() && s_[pos_] == ']') {
-        ++pos_;
-        return Json(std::move(items));
-      }
-      fail("expected ',' or ']'");
-    }
-  }
-
-  std::uint32_t hex4() {
-    if (pos_ + 4 > s_.size()) fail("short \\u escape");
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      char c = s_[pos_++];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<std::uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<std::uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<std::uint32_t>(c - 'A' + 10);
-      else fail("bad hex digit in \\u escape");
-    }
-    return v;
-  }
-
-  std::string string() {
-    ++pos_;  // opening quote
-    std::string out;
-    for (;;) {
-      // Copy the run up to the next quote, backslash or control byte at once.
-      std::size_t run = pos_;
-      while (run < s_.size() && s_[run] != '"' && s_[run] != '\\' &&
-             static_cast<unsigned char>(s_[run]) >= 0x20)
-        ++run;
-      out.append(s_.data() + pos_, run - pos_);
-      pos_ = run;
-      if (pos_ >= s_.size()) fail("unterminated string");
-      char c = s_[pos_++];
-      if (c == '"') return out;
-      if (c != '\\') fail("control character in string");
-      if (pos_ >= s_.size()) fail("unterminated escape");
-      char e = s_[pos_++];
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          std::uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp <= 0xDBFF) {
-            if (!consume("\\u")) fail("lone high surrogate");
-            std::uint32_t lo = hex4();
-            if (lo < 0xDC00 || lo > 0xDFFF) fail("bad low surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-            fail("lone low surrogate");
-          }
-          append_utf8(out, static_cast<char32_t>(cp));
-          break;
-        }
-        default: fail("unknown escape");
-      }
-    }
-  }
-
-  Json number() {
-    std::size_t start = pos_;
-    bool is_float = false;
-    if (s_[pos_] == '-') ++pos_;
-    auto digits = [&] {
-      std::size_t d = pos_;
-      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
-      if (pos_ == d) fail("expected digits");
-    };
-    if (pos_ < s_.size() && s_[pos_] == '0') ++pos_;
-    else digits();
-    if (pos_ < s_.size() && s_[pos_] == '.') {
-      ++pos_;
-      is_float = true;
-      digits();
-    }
-    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
-      ++pos_;
-      is_float = true;
-      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
-      digits();
-    }
-    const char* b = s_.data() + start;
-    const char* e = s_.data() + pos_;
-    if (!is_float) {
-      std::int64_t i = 0;
-      auto r = std::from_chars(b, e, i);
-      if (r.ec == std::errc() && r.ptr == e) return Json(i);
-      // Out of int64 range: fall through to a double, as most parsers do.
-    }
-    double d = 0;
-    auto r = std::from_chars(b, e, d);
-    if (r.ptr != e) fail("bad number");
-    return Json(d);
-  }
-
-  std::string_view s_;
-  std::size_t pos_ = 0;
+  Json string(std::string&& s) { return Json(std::move(s)); }
+  Array new_array() { return {}; }
+  void push(Array& a, Json&& v) { a.push_back(std::move(v)); }
+  Json array(Array&& a) { return Json(std::move(a)); }
+  Object new_object() { return {}; }
+  void put(Object& o, std::string&& k, Json&& v) { o.emplace_back(std::move(k), std::move(v)); }
+  Json object(Object&& o) { return Json(std::move(o)); }
 };
 
 // Python's float repr: shortest round-trip digits; fixed notation when the
@@ -348,7 +167,18 @@ const Json* Json::find(std::string_view key) const {
   return nullptr;
 }
 
-Json parse_json(std::string_view text) { return Parser(text).document(); }
+// Python's json.loads accepts NaN and Infinity too (a model may write them in
+// tool-call arguments).
+Json parse_json(std::string_view text) {
+  JsonBuilder b;
+  try {
+    return json::read(text, json::Dialect{256, /*non_finite=*/true}, b);
+  } catch (const json::SyntaxError& e) {
+    throw ProtocolError(ErrorCode::invalid_request, "invalid JSON at byte " + std::to_string(e.offset()) +
+                                                        " (line " + std::to_string(e.line()) + ", column " +
+                                                        std::to_string(e.column()) + "): " + e.reason());
+  }
+}
 
 std::string dump_json(const Json& value) {
   std::string out;
