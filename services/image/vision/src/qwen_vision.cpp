@@ -34,39 +34,6 @@ at::Tensor long_tensor(std::vector<std::int64_t> values) {
   return at::from_blob(values.data(), {n}, at::TensorOptions().dtype(at::kLong)).clone();
 }
 
-struct Grid {
-  std::int64_t t, h, w;
-};
-
-// grid_thw [I, 3] -> (t, h, w) per image, checked.
-std::vector<Grid> read_grid(const QwenVisionConfig& cfg, const at::Tensor& grid_thw) {
-  if (!grid_thw.defined() || grid_thw.dim() != 2 || grid_thw.size(1) != 3 || grid_thw.size(0) == 0) {
-    bad_input("grid_thw must be [num_images, 3] (t, h, w), got " +
-              (grid_thw.defined() ? std::string(c10::str(grid_thw.sizes())) : std::string("an undefined tensor")));
-  }
-  if (!at::isIntegralType(grid_thw.scalar_type(), /*includeBool=*/false)) {
-    bad_input("grid_thw must hold integers, got " + std::string(c10::toString(grid_thw.scalar_type())));
-  }
-  at::Tensor g = grid_thw.to(at::kCPU, at::kLong).contiguous();
-  const auto* p = g.data_ptr<std::int64_t>();
-  const std::int64_t m = cfg.spatial_merge_size;
-  std::vector<Grid> out;
-  for (std::int64_t i = 0; i < g.size(0); ++i) {
-    Grid gr{p[3 * i], p[3 * i + 1], p[3 * i + 2]};
-    if (gr.t <= 0 || gr.h <= 0 || gr.w <= 0 || gr.h % m != 0 || gr.w % m != 0) {
-      bad_input("grid_thw row " + std::to_string(i) + " is (" + std::to_string(gr.t) + ", " + std::to_string(gr.h) +
-                ", " + std::to_string(gr.w) + "); t, h, w must be positive and h, w multiples of the merge size " +
-                std::to_string(m));
-    }
-    // A sane bound before sizes are multiplied (a 1e5 x 1e5-patch grid is not an image).
-    if (gr.t > (1 << 16) || gr.h > (1 << 16) || gr.w > (1 << 16)) {
-      bad_input("grid_thw row " + std::to_string(i) + " is implausibly large");
-    }
-    out.push_back(gr);
-  }
-  return out;
-}
-
 VisionLinear load_linear(io::WeightLoader& w, const std::string& name, std::int64_t out, std::int64_t in) {
   return VisionLinear{w.take(name + ".weight", {out, in}), w.take(name + ".bias", {out})};
 }
@@ -77,10 +44,40 @@ VisionRMSNorm load_norm(io::WeightLoader& w, const std::string& name, std::int64
 
 }  // namespace
 
+std::vector<VisionGrid> read_vision_grid(const at::Tensor& grid_thw, std::int64_t m, std::string_view who) {
+  const auto bad = [&](const std::string& what) {
+    throw proto::ProtocolError(proto::ErrorCode::invalid_request, std::string(who) + ": " + what);
+  };
+  if (!grid_thw.defined() || grid_thw.dim() != 2 || grid_thw.size(1) != 3 || grid_thw.size(0) == 0) {
+    bad("grid_thw must be [num_images, 3] (t, h, w), got " +
+        (grid_thw.defined() ? std::string(c10::str(grid_thw.sizes())) : std::string("an undefined tensor")));
+  }
+  if (!at::isIntegralType(grid_thw.scalar_type(), /*includeBool=*/false)) {
+    bad("grid_thw must hold integers, got " + std::string(c10::toString(grid_thw.scalar_type())));
+  }
+  const at::Tensor g = grid_thw.to(at::kCPU, at::kLong).contiguous();
+  const auto* p = g.data_ptr<std::int64_t>();
+  std::vector<VisionGrid> out;
+  for (std::int64_t i = 0; i < g.size(0); ++i) {
+    const VisionGrid gr{p[3 * i], p[3 * i + 1], p[3 * i + 2]};
+    if (gr.t <= 0 || gr.h <= 0 || gr.w <= 0 || gr.h % m != 0 || gr.w % m != 0) {
+      bad("grid_thw row " + std::to_string(i) + " is (" + std::to_string(gr.t) + ", " + std::to_string(gr.h) + ", " +
+          std::to_string(gr.w) + "); t, h, w must be positive and h, w multiples of the merge size " +
+          std::to_string(m));
+    }
+    // A sane bound before sizes are multiplied (a 1e5 x 1e5-patch grid is not an image).
+    if (gr.t > (1 << 16) || gr.h > (1 << 16) || gr.w > (1 << 16)) {
+      bad("grid_thw row " + std::to_string(i) + " is implausibly large");
+    }
+    out.push_back(gr);
+  }
+  return out;
+}
+
 // ============================== layout ==============================
 
 VisionLayout vision_layout(const QwenVisionConfig& cfg, const at::Tensor& grid_thw) {
-  const std::vector<Grid> grids = read_grid(cfg, grid_thw);
+  const std::vector<VisionGrid> grids = read_vision_grid(grid_thw, cfg.spatial_merge_size, "vision tower");
   const std::int64_t m = cfg.spatial_merge_size;
   const std::int64_t unit = cfg.merge_unit();
   // Window side in merged tokens (112 px / 2 / 14 = 4 as published).
@@ -92,7 +89,7 @@ VisionLayout vision_layout(const QwenVisionConfig& cfg, const at::Tensor& grid_t
   out.cu_seqlens = {0};
   out.cu_window_seqlens = {0};
   std::int64_t block_offset = 0;  // merge blocks of the images before this one
-  for (const Grid& g : grids) {
+  for (const VisionGrid& g : grids) {
     // Patches in merge-block order: block (bh, bw) row-major, then its m x m
     // patches row-major; every frame repeats the image's positions.
     for (std::int64_t t = 0; t < g.t; ++t) {
@@ -240,7 +237,8 @@ at::Tensor QwenVisionTower::forward(const at::Tensor& pixel_values, const at::Te
   const std::int64_t N = pixel_values.size(0), unit = cfg_.merge_unit(), E = cfg_.hidden_size;
   // Checked before the layout is built, so a hostile grid allocates nothing.
   std::int64_t covered = 0;
-  for (const Grid& g : read_grid(cfg_, grid_thw)) covered += g.t * g.h * g.w;
+  for (const VisionGrid& g : read_vision_grid(grid_thw, cfg_.spatial_merge_size, "vision tower"))
+    covered += g.t * g.h * g.w;
   if (covered != N) {
     bad_input("grid_thw covers " + std::to_string(covered) + " patches but pixel_values has " + std::to_string(N));
   }

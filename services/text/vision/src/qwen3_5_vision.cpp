@@ -19,6 +19,7 @@
 #include <map>
 #include <string>
 
+#include "mmgen/image/qwen_vision.hpp"
 #include "mmgen/io/load_error.hpp"
 #include "mmgen/ops.hpp"
 #include "mmgen/protocol.hpp"
@@ -37,37 +38,7 @@ at::Tensor to_tensor(std::vector<T> values, at::ScalarType dtype) {
   return at::from_blob(values.data(), {n}, at::TensorOptions().dtype(dtype)).clone();
 }
 
-struct Grid {
-  std::int64_t t, h, w;
-};
-
-// grid_thw [I, 3] -> (t, h, w) per image, checked.
-std::vector<Grid> read_grid(const Qwen3_5VisionConfig& cfg, const at::Tensor& grid_thw) {
-  if (!grid_thw.defined() || grid_thw.dim() != 2 || grid_thw.size(1) != 3 || grid_thw.size(0) == 0) {
-    bad_input("grid_thw must be [num_images, 3] (t, h, w), got " +
-              (grid_thw.defined() ? std::string(c10::str(grid_thw.sizes())) : std::string("an undefined tensor")));
-  }
-  if (!at::isIntegralType(grid_thw.scalar_type(), /*includeBool=*/false)) {
-    bad_input("grid_thw must hold integers, got " + std::string(c10::toString(grid_thw.scalar_type())));
-  }
-  const at::Tensor g = grid_thw.to(at::kCPU, at::kLong).contiguous();
-  const auto* p = g.data_ptr<std::int64_t>();
-  const std::int64_t m = cfg.spatial_merge_size;
-  std::vector<Grid> out;
-  for (std::int64_t i = 0; i < g.size(0); ++i) {
-    const Grid gr{p[3 * i], p[3 * i + 1], p[3 * i + 2]};
-    if (gr.t <= 0 || gr.h <= 0 || gr.w <= 0 || gr.h % m != 0 || gr.w % m != 0) {
-      bad_input("grid_thw row " + std::to_string(i) + " is (" + std::to_string(gr.t) + ", " + std::to_string(gr.h) +
-                ", " + std::to_string(gr.w) + "); t, h, w must be positive and h, w multiples of the merge size " +
-                std::to_string(m));
-    }
-    if (gr.t > (1 << 16) || gr.h > (1 << 16) || gr.w > (1 << 16)) {
-      bad_input("grid_thw row " + std::to_string(i) + " is implausibly large");
-    }
-    out.push_back(gr);
-  }
-  return out;
-}
+using image::VisionGrid;
 
 VisionLinear load_linear(io::WeightLoader& w, const std::string& name, std::int64_t out, std::int64_t in) {
   return VisionLinear{w.take(name + ".weight", {out, in}), w.take(name + ".bias", {out})};
@@ -99,8 +70,8 @@ AxisTaps axis_taps(std::int64_t index, std::int64_t size, std::int64_t side) {
 // Patches of every frame in the processor's order: 2x2 (m x m) merge blocks
 // in raster order, each block's patches in raster order. Calls f(row, col).
 template <typename F>
-void for_each_patch(const std::vector<Grid>& grids, std::int64_t m, F&& f) {
-  for (const Grid& g : grids) {
+void for_each_patch(const std::vector<VisionGrid>& grids, std::int64_t m, F&& f) {
+  for (const VisionGrid& g : grids) {
     for (std::int64_t t = 0; t < g.t; ++t) {
       for (std::int64_t bh = 0; bh < g.h / m; ++bh) {
         for (std::int64_t bw = 0; bw < g.w / m; ++bw) {
@@ -118,11 +89,12 @@ void for_each_patch(const std::vector<Grid>& grids, std::int64_t m, F&& f) {
 // ============================== position table ==============================
 
 PositionInterpolation interpolate_positions(const Qwen3_5VisionConfig& cfg, const at::Tensor& grid_thw) {
-  const std::vector<Grid> grids = read_grid(cfg, grid_thw);
+  const std::vector<VisionGrid> grids =
+      image::read_vision_grid(grid_thw, cfg.spatial_merge_size, "Qwen3.5 vision tower");
   const std::int64_t side = cfg.num_grid_per_side();
   std::vector<std::int64_t> idx;
   std::vector<float> wts;
-  for_each_patch(grids, cfg.spatial_merge_size, [&](const Grid& g, std::int64_t r, std::int64_t c) {
+  for_each_patch(grids, cfg.spatial_merge_size, [&](const VisionGrid& g, std::int64_t r, std::int64_t c) {
     const AxisTaps h = axis_taps(r, g.h, side), w = axis_taps(c, g.w, side);
     for (int a = 0; a < 2; ++a) {
       for (int b = 0; b < 2; ++b) {
@@ -238,9 +210,10 @@ at::Tensor Qwen3_5VisionModel::forward(const at::Tensor& pixel_values, const at:
   }
   const std::int64_t N = pixel_values.size(0), unit = cfg_.merge_unit(), E = cfg_.hidden_size;
   const std::int64_t m = cfg_.spatial_merge_size;
-  const std::vector<Grid> grids = read_grid(cfg_, grid_thw);
+  const std::vector<VisionGrid> grids =
+      image::read_vision_grid(grid_thw, cfg_.spatial_merge_size, "Qwen3.5 vision tower");
   std::int64_t covered = 0;
-  for (const Grid& g : grids) covered += g.t * g.h * g.w;
+  for (const VisionGrid& g : grids) covered += g.t * g.h * g.w;
   if (covered != N) {
     bad_input("grid_thw covers " + std::to_string(covered) + " patches but pixel_values has " + std::to_string(N));
   }
@@ -261,11 +234,11 @@ at::Tensor Qwen3_5VisionModel::forward(const at::Tensor& pixel_values, const at:
   std::vector<std::int64_t> rc;
   rc.reserve(std::size_t(2 * N));
   std::vector<std::int64_t> cu = {0};
-  for_each_patch(grids, m, [&](const Grid&, std::int64_t r, std::int64_t c) {
+  for_each_patch(grids, m, [&](const VisionGrid&, std::int64_t r, std::int64_t c) {
     rc.push_back(r);
     rc.push_back(c);
   });
-  for (const Grid& g : grids) {
+  for (const VisionGrid& g : grids) {
     for (std::int64_t t = 0; t < g.t; ++t) cu.push_back(cu.back() + g.h * g.w);  // one segment per frame
   }
   const at::Tensor position_ids = to_tensor(std::move(rc), at::kLong).view({N, 2}).to(device());

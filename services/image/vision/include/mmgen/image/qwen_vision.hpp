@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mmgen/io/checkpoint.hpp"
@@ -72,6 +73,17 @@ struct QwenVisionConfig {
   // From the outer config (reads its "vision_config" and token ids).
   static QwenVisionConfig from_hf(const io::HfConfig& cfg);
 };
+
+// One image's patch grid: frames (temporal patches), rows and columns of patches.
+struct VisionGrid {
+  std::int64_t t, h, w;
+};
+
+// grid_thw [I, 3] integers on any device, checked: t, h, w positive, h and w
+// multiples of merge_size, each at most 65,536. Throws
+// ProtocolError(invalid_request) whose message starts with `who`. Shared by
+// the Qwen2.5-VL and Qwen3.5 towers, whose processors emit the same grid.
+std::vector<VisionGrid> read_vision_grid(const at::Tensor& grid_thw, std::int64_t merge_size, std::string_view who);
 
 // How the tower lays out the patches of a batch of images (vision_utils.py:
 // get_vision_position_ids, get_vision_attention_seqlens, get_vision_window_index).
