@@ -27,6 +27,9 @@
 #include <ATen/ops/full.h>
 #include <ATen/ops/gelu.h>
 #include <ATen/ops/layer_norm.h>
+#include <ATen/ops/linalg_solve_triangular.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/ones.h>
 #include <ATen/ops/randn.h>
 #include <ATen/ops/randperm.h>
 #include <ATen/ops/scaled_dot_product_attention.h>
@@ -354,13 +357,62 @@ std::vector<Case> make_cases(at::ScalarType dt, at::Device dev, bool gpu) {
                   [=]() mutable { ops::gated_delta_rule_step(q, k, v, g, b, pool); },
                   [=] { aten_steps(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), g.unsqueeze(1), b.unsqueeze(1), pool); },
                   B * H * D * D * 8.0});
-    const std::int64_t T = 512;
-    const at::Tensor qp = rnd({1, T, H, D}, dt, dev), kp = rnd({1, T, H, D}, dt, dev), vp = rnd({1, T, H, D}, dt, dev);
-    const at::Tensor gp = rnd({1, T, H}, at::kFloat, dev).abs().neg(), bp = rnd({1, T, H}, dt, dev).sigmoid();
-    const at::Tensor s0 = rnd({1, H, D, D}, at::kFloat, dev);
-    cs.push_back({"gated_delta_rule_chunked", "T512 16x128x128", dt,
-                  [=] { ops::gated_delta_rule_chunked(qp, kp, vp, gp, bp, s0); },
-                  [=] { aten_steps(qp, kp, vp, gp, bp, s0); }, T * H * D * 4.0 * es + 2 * H * D * D * 4.0});
+    // Prefill at the Qwen3.5-0.8B layer shape (16 value heads, 16 key heads x 128),
+    // batch 1: the op as dispatched against the reference's per-token recurrence
+    // in ATen (T 512), then, on the CPU, each of the op's two paths
+    // (MMGEN_DELTA_CPU_PATH, see ops.hpp) against the reference's chunked form in
+    // ATen (chunks of 64, the UT transform by triangular solves, as the layer's
+    // DeltaPrefill::aten_chunked runs it).
+    auto aten_chunked = [=](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                            const at::Tensor& b, const at::Tensor& S0) {
+      const std::int64_t C = 64, T = q.size(1);
+      const at::Tensor qf = l2(q[0].transpose(0, 1).to(at::kFloat)) * (1.0 / std::sqrt(double(D)));
+      const at::Tensor kf = l2(k[0].transpose(0, 1).to(at::kFloat)), vf = v[0].transpose(0, 1).to(at::kFloat);
+      const at::Tensor gf = g[0].t().to(at::kFloat), bf = b[0].t().to(at::kFloat);
+      at::Tensor S = S0[0];
+      const at::Tensor upper = at::ones({C, C}, at::TensorOptions().dtype(at::kBool).device(q.device())).triu(1);
+      for (std::int64_t s = 0; s < T; s += C) {
+        const std::int64_t L = std::min(C, T - s);
+        const at::Tensor Q = qf.narrow(1, s, L), K = kf.narrow(1, s, L), V = vf.narrow(1, s, L);
+        const at::Tensor beta = bf.narrow(1, s, L).unsqueeze(-1), cum = gf.narrow(1, s, L).cumsum(-1);
+        const at::Tensor decay =
+            (cum.unsqueeze(-1) - cum.unsqueeze(-2)).masked_fill(upper.narrow(0, 0, L).narrow(1, 0, L), -INFINITY).exp();
+        const at::Tensor Kt = K.transpose(-1, -2), ce = cum.exp().unsqueeze(-1);
+        const at::Tensor ut = at::matmul(K * beta, Kt) * decay, intra = at::matmul(Q, Kt) * decay;
+        const at::Tensor u = at::linalg_solve_triangular(ut, V * beta, false, true, true);
+        const at::Tensor w = at::linalg_solve_triangular(ut, K * beta * ce, false, true, true);
+        const at::Tensor vn = u - at::matmul(w, S);
+        (at::matmul(Q * ce, S) + at::matmul(intra, vn)).sum();  // the chunk's output
+        const at::Tensor last = cum.narrow(1, L - 1, 1);
+        S = S * last.exp().unsqueeze(-1) + at::matmul((K * (last - cum).exp().unsqueeze(-1)).transpose(-1, -2), vn);
+      }
+    };
+    for (const std::int64_t T : {512, 4096}) {
+      const at::Tensor qp = rnd({1, T, H, D}, dt, dev), kp = rnd({1, T, H, D}, dt, dev), vp = rnd({1, T, H, D}, dt, dev);
+      const at::Tensor gp = rnd({1, T, H}, at::kFloat, dev).abs().neg(), bp = rnd({1, T, H}, dt, dev).sigmoid();
+      const at::Tensor s0 = rnd({1, H, D, D}, at::kFloat, dev);
+      const double bytes = T * H * D * 4.0 * es + 2 * H * D * D * 4.0;
+      const std::string size = "T" + std::to_string(T) + " 16x128x128";
+      if (T == 512)
+        cs.push_back({"gated_delta_rule_chunked", size, dt, [=] { ops::gated_delta_rule_chunked(qp, kp, vp, gp, bp, s0); },
+                      [=] { aten_steps(qp, kp, vp, gp, bp, s0); }, bytes});
+      if (gpu) {
+        if (T != 512)
+          cs.push_back({"gated_delta_rule_chunked", size, dt,
+                        [=] { ops::gated_delta_rule_chunked(qp, kp, vp, gp, bp, s0); },
+                        [=] { aten_chunked(qp, kp, vp, gp, bp, s0); }, bytes});
+        continue;
+      }
+      for (const char* path : {"token", "chunked"}) {
+        cs.push_back({"gated_delta_rule_chunked", "T" + std::to_string(T) + " path=" + path, dt,
+                      [=] {
+                        setenv("MMGEN_DELTA_CPU_PATH", path, 1);
+                        ops::gated_delta_rule_chunked(qp, kp, vp, gp, bp, s0);
+                        unsetenv("MMGEN_DELTA_CPU_PATH");
+                      },
+                      [=] { aten_chunked(qp, kp, vp, gp, bp, s0); }, bytes});
+      }
+    }
   }
   return cs;
 }

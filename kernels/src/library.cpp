@@ -62,3 +62,12 @@ TORCH_LIBRARY_IMPL(mmgen, CUDA, m) {
   MMGEN_REGISTER_DELTA_IMPLS(mmgen::kernels::cuda)
 }
 #endif
+
+// Skinny linear for decode (linear_small_m).
+TORCH_LIBRARY_FRAGMENT(mmgen, m) { m.def("linear_small_m(Tensor x, Tensor weight, Tensor? bias) -> Tensor"); }
+
+TORCH_LIBRARY_IMPL(mmgen, CPU, m) { m.impl("linear_small_m", &mmgen::kernels::cpu::linear_small_m); }
+
+#if defined(MMGEN_WITH_CUDA_KERNELS)
+TORCH_LIBRARY_IMPL(mmgen, CUDA, m) { m.impl("linear_small_m", &mmgen::kernels::cuda::linear_small_m); }
+#endif

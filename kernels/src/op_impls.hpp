@@ -58,3 +58,17 @@ MMGEN_DECLARE_DELTA_OP_IMPLS
 }  // namespace mmgen::kernels::cuda
 
 #undef MMGEN_DECLARE_DELTA_OP_IMPLS
+
+// Skinny linear (decode-time matmuls), same pattern.
+#define MMGEN_DECLARE_LINEAR_OP_IMPLS \
+  at::Tensor linear_small_m(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias);
+
+namespace mmgen::kernels::cpu {
+MMGEN_DECLARE_LINEAR_OP_IMPLS
+}  // namespace mmgen::kernels::cpu
+
+namespace mmgen::kernels::cuda {
+MMGEN_DECLARE_LINEAR_OP_IMPLS
+}  // namespace mmgen::kernels::cuda
+
+#undef MMGEN_DECLARE_LINEAR_OP_IMPLS

@@ -114,6 +114,12 @@ at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& z, const at::Te
   return h.call(x, z, weight, eps);
 }
 
+at::Tensor linear_small_m(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  static const auto h =
+      op<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&)>("mmgen::linear_small_m");
+  return h.call(x, weight, bias);
+}
+
 const char* build_info() {
   static const std::string info = std::string("cpu:") + kernels::cpu::isa_name()
 #if defined(MMGEN_WITH_CUDA_KERNELS)

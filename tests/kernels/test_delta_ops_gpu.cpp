@@ -1,6 +1,8 @@
 // The Gated DeltaNet CUDA ops on a real GPU (label gpu): device tensors in the
 // model's layouts against the plain-ATen references (on the CPU) and the CPU
-// ops. Skips, saying why, without CUDA kernels in the build or a CUDA device.
+// ops; the delta rule through both its kernels (token by token below 16
+// tokens, chunked from 16). Skips, saying why, without CUDA kernels in the
+// build or a CUDA device.
 #include <ATen/Context.h>
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/stack.h>
@@ -8,6 +10,8 @@
 #include <ATen/ops/zeros.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +71,50 @@ TEST_F(DeltaKernelsGpu, ChunkedAndStep) {
         EXPECT_TRUE(all_close(pool.index_select(0, rows.to(at::kLong)).cpu(), st.cpu(), {1e-5, 0}));
       } else {
         EXPECT_TRUE(all_close(so, ro));
+      }
+    }
+  }
+}
+
+TEST_F(DeltaKernelsGpu, ChunkedKernelOverLengths) {
+  // gated_delta_rule_chunked runs the chunked kernel (cuda/delta_chunked.cu)
+  // from 16 tokens on, the token kernel below: both against the recurrence in
+  // ATen on the CPU, float32 within 1e-5, bf16 within the dtype's tolerance.
+  struct Dims {
+    std::int64_t B, Hk, dk, dv;
+  };
+  std::uint64_t seed = 500;
+  int n = 0;
+  for (const Dims d : {Dims{1, 16, 128, 128}, Dims{2, 2, 24, 40}}) {
+    for (std::int64_t ratio : {1, 2}) {
+      for (std::int64_t T : {1, 7, 63, 64, 65, 200, 1000}) {
+        for (auto dt : {at::kFloat, at::kBFloat16}) {
+          const int combo = (n++ / 2) % 4;
+          const bool with_state = (combo & 1) != 0, l2norm = (combo & 2) == 0;
+          SCOPED_TRACE(std::string(dtype_name(dt)) + " T=" + std::to_string(T) + " dk=" + std::to_string(d.dk) +
+                       " Hv/Hk=" + std::to_string(ratio) + (with_state ? " state" : "") + (l2norm ? " l2norm" : ""));
+          const std::int64_t Hv = d.Hk * ratio, kd = d.Hk * d.dk, vd = Hv * d.dv;
+          at::Tensor mixed = randn({d.B, T, 2 * kd + vd}, at::kFloat, seed++);
+          if (!l2norm) mixed.narrow(2, 0, 2 * kd).mul_(0.8 / std::sqrt(double(d.dk)));
+          mixed = mixed.to(dt);
+          const at::Tensor q = mixed.narrow(2, 0, kd).reshape({d.B, T, d.Hk, d.dk});
+          const at::Tensor k = mixed.narrow(2, kd, kd).reshape({d.B, T, d.Hk, d.dk});
+          const at::Tensor v = mixed.narrow(2, 2 * kd, vd).reshape({d.B, T, Hv, d.dv});
+          const at::Tensor g = uniform({d.B, T, Hv}, at::kFloat, -1.5, -0.01, seed++);
+          const at::Tensor beta = uniform({d.B, T, Hv}, dt, 0.05, 0.95, seed++);
+          std::optional<at::Tensor> init;
+          if (with_state) init = randn({d.B, Hv, d.dk, d.dv}, at::kFloat, seed++) * 0.2;
+          const auto [o, st] = ops::gated_delta_rule_chunked(
+              gpu(q), gpu(k), gpu(v), gpu(g), gpu(beta), init ? std::optional<at::Tensor>(gpu(*init)) : std::nullopt,
+              l2norm);
+          const auto [ro, rst] = ref_recurrent_gated_delta_rule(q, k, v, g, beta, init, l2norm);
+          if (dt == at::kFloat) {
+            EXPECT_TRUE(all_close(o.cpu(), ro, {1e-5, 0}));
+          } else {
+            EXPECT_TRUE(all_close(o.cpu(), ro, tolerance_for(dt)));
+          }
+          EXPECT_TRUE(all_close(st.cpu(), rst, {1e-5, 0}));
+        }
       }
     }
   }

@@ -81,10 +81,27 @@ void reshape_and_cache(const at::Tensor& k, const at::Tensor& v, at::Tensor& k_c
 // float dtype; initial_state [B, Hv, dk, dv] or none (zeros). q/k l2-normalised
 // (eps 1e-6) when use_qk_l2norm, q scaled by dk^-0.5, all in float32; per token
 //   S <- S exp(g);  delta = (v - S^T k) beta;  S <- S + k delta^T;  o = S^T q.
-// Returns (o [B, T, Hv, dv] in q's dtype, final state [B, Hv, dk, dv] float32).
-// The kernels evaluate that recurrence exactly, token by token, with the state
-// held in cache/registers (the reference's chunked form is the same math
-// reassociated); the caller's initial_state is not modified.
+// Returns (o [B, T, Hv, dv] in q's dtype, final state [B, Hv, dk, dv] float32);
+// the caller's initial_state is not modified.
+// Two evaluations of that recurrence, both float32 throughout and equal within
+// 1e-5 (tests/kernels/test_delta_chunked*.cpp):
+//  - chunked, as the reference's torch_chunk_gated_delta_rule: 64-token chunks
+//    (a shorter last one), cumulative log decay and decay mask inside the chunk,
+//    the UT transform by forward substitution, then the chunk's output and state
+//    update as small matrix products;
+//  - token by token, the state held in cache/registers.
+// CPU: chunked from 6 tokens on, token by token below. Measured (one thread, CPU
+// time, AVX-512, Qwen3.5-0.8B layer: 16 value and 16 key heads x 128, batch 1),
+// token vs chunked: T 1 0.06 vs 0.12 ms, T 4 0.17 vs 0.17 ms, T 8 0.31 vs 0.25 ms,
+// T 64 2.2 vs 1.6 ms, T 512 21.4 vs 15.4 ms, T 4096 202 vs 149 ms in float32
+// (bf16 inputs: 19.5 vs 13.6 ms at T 512, 191 vs 135 ms at T 4096; bench:
+// ops_bench --filter gated_delta_rule_chunked). The chunked form does ~1.3x the
+// token form's flops, but as register-blocked matrix products.
+// MMGEN_DELTA_CPU_PATH=token|chunked forces one path (tests, ops_bench).
+// CUDA: the chunked kernel (a block per sequence, value head and 32 value
+// columns, chunk after chunk, the intra-chunk work spread over 256 threads with
+// the state tile in shared memory) from 16 tokens on and for dk <= 176; the
+// token kernel otherwise. That threshold is a guess not yet measured on a GPU.
 std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
                                                             const at::Tensor& v, const at::Tensor& g,
                                                             const at::Tensor& beta,
@@ -124,6 +141,16 @@ at::Tensor causal_conv1d_update(const at::Tensor& x, at::Tensor& conv_state, con
 // times silu(z.float()), returned in x's dtype. x, z [..., C] (z any float dtype);
 // weight [C] of x's dtype or float32 (not zero-centred).
 at::Tensor gated_rms_norm(const at::Tensor& x, const at::Tensor& z, const at::Tensor& weight, double eps);
+
+// ---- skinny linear -------------------------------------------------------------------
+// at::linear(x, weight, bias) for the few token rows of a decode step: x [..., K];
+// weight [N, K] (rows contiguous); bias [N] or none; one dtype. Products and sums
+// in float32, rounded once to the dtype (as at::linear's CPU GEMMs). Any row
+// count is valid, but the kernels are built for small M (up to ~16 rows: each
+// weight row is read once per call and reused by every token row from
+// registers); larger M belongs to at::linear's blocked GEMMs.
+at::Tensor linear_small_m(const at::Tensor& x, const at::Tensor& weight,
+                          const std::optional<at::Tensor>& bias = std::nullopt);
 
 // ---- rotary tables ---------------------------------------------------------------
 // cos/sin tables in float32, shape [N, R/2], for rope(). Angles are computed

@@ -13,6 +13,10 @@ struct DeltaLoops {
   const char* isa;
   // Items i in [begin, end): sequence i / v_heads, value head i % v_heads.
   void (*delta_rule)(const DeltaRuleArgs&, std::int64_t item_begin, std::int64_t item_end);
+  // The same op evaluated `chunk` tokens at a time (chunked form, matrix
+  // products per chunk); same items.
+  void (*delta_rule_chunked)(const DeltaRuleArgs&, std::int64_t chunk, std::int64_t item_begin,
+                             std::int64_t item_end);
   // Items: sequence i / chunks, channels [c * n, min(C, (c + 1) * n)) with c = i % chunks.
   void (*causal_conv1d)(const CausalConvArgs&, std::int64_t channels_per_item, std::int64_t item_begin,
                         std::int64_t item_end);

@@ -103,6 +103,7 @@ struct Scratch {
 thread_local Scratch tl_scratch;
 
 MMGEN_INLINE i64 pad_w(i64 n) { return (n + W - 1) / W * W; }
+MMGEN_INLINE i64 imin(i64 x, i64 y) { return x < y ? x : y; }
 
 // ---- gated delta rule ---------------------------------------------------------------
 // One item = one (sequence, value head): its state S [dk, dv] stays in cache over
@@ -180,6 +181,268 @@ void delta_rule(const DeltaRuleArgs& a, i64 i0, i64 i1) {
     with_type(a.g_dtype, [&](auto gp) {
       with_type(a.beta_dtype, [&](auto bp) {
         delta_rule_t<elem_t<decltype(tp)>, elem_t<decltype(gp)>, elem_t<decltype(bp)>>(a, i0, i1);
+      });
+    });
+  });
+}
+
+// ---- gated delta rule, chunked ---------------------------------------------------------
+// The same recurrence evaluated C tokens at a time (transformers'
+// torch_chunk_gated_delta_rule, reassociated). Within a chunk, with cum the
+// cumulative log decay from the chunk start and S the state entering it:
+//   A[i, j] = beta_i (k_i . k_j) e^(cum_i - cum_j), j < i   (strictly lower)
+//   P[i, j] = (q_i . k_j) e^(cum_i - cum_j),        j <= i
+//   v_new = (I + A)^-1 R,  R_i = beta_i (v_i - e^cum_i (k_i^T S))
+//   o_i = e^cum_i (q_i^T S) + sum_j P[i, j] v_new_j
+//   S <- e^cum_last S + sum_i k_i e^(cum_last - cum_i) v_new_i^T
+// (the reference's u - w S with u = T beta v, w = T beta k e^cum, T = (I + A)^-1,
+// taken as one solve on beta v - beta e^cum k S). Everything is a small
+// matrix product on float32 scratch rows padded to whole vectors, done by the
+// register-blocked kernel below, plus a forward substitution for the solve.
+
+MMGEN_INLINE fv fmadd(fv a, fv b, fv c) {
+#if MMGEN_W == 16
+  return (fv)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+#elif MMGEN_W == 8 && defined(__FMA__)
+  return (fv)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+#else
+  return a * b + c;
+#endif
+}
+
+// Cm[m, n] = cs * Cm[m, n] + alpha * sum_kk A[m * lda + kk * acs] * B[kk * ldb + n]
+// for m < M, n < N (N a multiple of W). tri_k: rows [m0, m0 + MR) sum kk < m0 + MR
+// only (A is zero beyond); tri_n: they compute n < m0 + MR (rounded up to W)
+// only, the rest of the row is left as it was.
+struct Gemm {
+  i64 M, N, K;
+  const float* A;
+  i64 lda, acs;
+  const float* B;
+  i64 ldb;
+  float* C;
+  i64 ldc;
+  float alpha = 1.0f, cs = 0.0f;
+  bool tri_k = false, tri_n = false;
+};
+
+template <int MR, int NV>
+MMGEN_INLINE void gemm_tile(const Gemm& g, i64 m0, i64 n0, i64 K) {
+  fv acc[MR][NV];
+  MMGEN_UNROLL_ALL
+  for (int r = 0; r < MR; ++r) {
+    MMGEN_UNROLL_ALL
+    for (int v = 0; v < NV; ++v) acc[r][v] = splat(0.0f);
+  }
+  const float* A = g.A + m0 * g.lda;
+  const float* B = g.B + n0;
+  for (i64 kk = 0; kk < K; ++kk) {
+    fv b[NV];
+    MMGEN_UNROLL_ALL
+    for (int v = 0; v < NV; ++v) b[v] = load(B + kk * g.ldb + v * W);
+    MMGEN_UNROLL_ALL
+    for (int r = 0; r < MR; ++r) {
+      const fv a = splat(A[r * g.lda + kk * g.acs]);
+      MMGEN_UNROLL_ALL
+      for (int v = 0; v < NV; ++v) acc[r][v] = fmadd(a, b[v], acc[r][v]);
+    }
+  }
+  MMGEN_UNROLL_ALL
+  for (int r = 0; r < MR; ++r) {
+    MMGEN_UNROLL_ALL
+    for (int v = 0; v < NV; ++v) {
+      float* c = g.C + (m0 + r) * g.ldc + n0 + v * W;
+      store(c, g.cs == 0.0f ? acc[r][v] * g.alpha : load(c) * g.cs + acc[r][v] * g.alpha);
+    }
+  }
+}
+
+template <int MR> MMGEN_INLINE void gemm_block(const Gemm& g, i64 m0, i64 n0, int nv) {
+  const i64 K = g.tri_k ? imin(g.K, m0 + MR) : g.K;
+  if (nv == 2) {
+    gemm_tile<MR, 2>(g, m0, n0, K);
+  } else {
+    gemm_tile<MR, 1>(g, m0, n0, K);
+  }
+}
+
+// Rows per block: 6 x 2 vectors of accumulators with AVX-512's 32 registers,
+// 4 x 2 with 16.
+constexpr int kGemmRows = W == 16 ? 6 : 4;
+
+// Rows m0.. (at most kGemmRows of them) against the column tile at n0.
+void gemm_rows(const Gemm& g, i64 m0, i64 n0, int nv) {
+  switch (imin(kGemmRows, g.M - m0)) {
+    case 6: gemm_block<6>(g, m0, n0, nv); break;
+    case 5: gemm_block<5>(g, m0, n0, nv); break;
+    case 4: gemm_block<4>(g, m0, n0, nv); break;
+    case 3: gemm_block<3>(g, m0, n0, nv); break;
+    case 2: gemm_block<2>(g, m0, n0, nv); break;
+    default: gemm_block<1>(g, m0, n0, nv); break;
+  }
+}
+
+// Column tiles outside, row blocks inside: the tile of B (K x 2 vectors, 16 KB
+// at K 128 with AVX-512) stays in L1 while every row block passes over it.
+void gemm(const Gemm& g) {
+  for (i64 n0 = 0; n0 < g.N; n0 += 2 * W) {
+    for (i64 m0 = 0; m0 < g.M; m0 += kGemmRows) {
+      const i64 rows = imin(kGemmRows, g.M - m0);
+      const i64 N = g.tri_n ? imin(g.N, pad_w(m0 + rows)) : g.N;
+      if (n0 >= N) continue;
+      gemm_rows(g, m0, n0, N - n0 >= 2 * W ? 2 : 1);
+    }
+  }
+}
+
+template <class T, class G, class Bt> void delta_rule_chunked_t(const DeltaRuleArgs& a, i64 C, i64 i0, i64 i1) {
+  const i64 dk = a.dk, dv = a.dv, H = a.v_heads, ratio = a.v_heads / a.k_heads, Tn = a.tokens;
+  const i64 dkp = pad_w(dk), dvp = pad_w(dv), Cp = pad_w(C);
+  float* const buf = tl_scratch.get(dk * dvp + 2 * C * dkp + dk * Cp + 2 * C * Cp + 2 * C * dvp + 4 * Cp);
+  float* const S = buf;          // [dk, dvp] the state, padded columns zero
+  float* const Kc = S + dk * dvp;  // [C, dkp] normalised k rows of the chunk
+  float* const Qc = Kc + C * dkp;  // [C, dkp] normalised, scaled q rows
+  float* const Kt = Qc + C * dkp;  // [dk, Cp] Kc transposed
+  float* const Am = Kt + dk * Cp;  // [C, Cp] A (strictly lower)
+  float* const Pm = Am + C * Cp;   // [C, Cp] P (lower)
+  float* const R = Pm + C * Cp;    // [C, dvp] R, then v_new
+  float* const O = R + C * dvp;    // [C, dvp] outputs
+  float* const cum = O + C * dvp;  // [Cp] each
+  float* const bet = cum + Cp;
+  float* const ecum = bet + Cp;
+  float* const dec = ecum + Cp;
+  for (i64 it = i0; it < i1; ++it) {
+    const i64 b = it / H, h = it % H, kh = h / ratio;
+    const i64 row = a.state_indices ? a.state_indices[b] : b;
+    if (row < 0) {  // padding entry: zeros out, state untouched
+      for (i64 t = 0; t < Tn; ++t) {
+        T* op = static_cast<T*>(a.out) + ((b * Tn + t) * H + h) * dv;
+        for_chunks(dv, [&](i64 j, int c) { store_n(op + j, splat(0.0f), c); });
+      }
+      continue;
+    }
+    float* const state = a.state + (row * H + h) * dk * dv;
+    for (i64 i = 0; i < dk; ++i)
+      for (i64 j = 0; j < dvp; j += W) store(S + i * dvp + j, load_n(state + i * dv + j, int(imin(W, dv - j))));
+    for (i64 s0 = 0; s0 < Tn; s0 += C) {
+      const i64 L = imin(C, Tn - s0), Lp = pad_w(L);
+      // q, k rows: l2norm, q scaled; Kt gets zeros in the padding columns.
+      for (i64 i = 0; i < L; ++i) {
+        const i64 t = s0 + i;
+        const T* qp = static_cast<const T*>(a.q) + b * a.q_sb + t * a.q_st + kh * a.q_sh;
+        const T* kp = static_cast<const T*>(a.k) + b * a.k_sb + t * a.k_st + kh * a.k_sh;
+        float* qr = Qc + i * dkp;
+        float* kr = Kc + i * dkp;
+        fv sq = {}, sk = {};
+        for (i64 j = 0; j < dkp; j += W) {
+          const int c = int(imin(W, dk - j));
+          const fv qv = load_n(qp + j, c), kv_ = load_n(kp + j, c);
+          store(qr + j, qv);
+          store(kr + j, kv_);
+          sq += qv * qv;
+          sk += kv_ * kv_;
+        }
+        float qn = 1.0f, kn = 1.0f;
+        if (a.l2norm) {  // x * rsqrt(sum(x^2) + 1e-6), in float32
+          qn = 1.0f / __builtin_sqrtf(hsum(sq) + 1e-6f);
+          kn = 1.0f / __builtin_sqrtf(hsum(sk) + 1e-6f);
+        }
+        for (i64 j = 0; j < dkp; j += W) {
+          store(qr + j, (load(qr + j) * qn) * a.scale);
+          store(kr + j, load(kr + j) * kn);
+        }
+        for (i64 j = 0; j < dk; ++j) Kt[j * Cp + i] = kr[j];
+        bet[i] = ld(static_cast<const Bt*>(a.beta) + b * a.beta_sb + t * a.beta_st + h * a.beta_sh);
+      }
+      for (i64 j = 0; j < dk; ++j)
+        for (i64 i = L; i < Lp; ++i) Kt[j * Cp + i] = 0.0f;
+      double acc = 0.0;  // cumsum accumulates in double, as ATen's CPU cumsum does
+      for (i64 i = 0; i < L; ++i) {
+        acc += double(ld(static_cast<const G*>(a.g) + b * a.g_sb + (s0 + i) * a.g_st + h * a.g_sh));
+        cum[i] = float(acc);
+      }
+      for (i64 i = L; i < Lp; ++i) cum[i] = cum[L - 1];
+      for (i64 i = 0; i < L; ++i) {
+        ecum[i] = __builtin_expf(cum[i]);
+        dec[i] = __builtin_expf(cum[L - 1] - cum[i]);
+      }
+      // k_i . k_j and q_i . k_j for j <= i, then the decay and the masks.
+      gemm({.M = L, .N = Lp, .K = dk, .A = Kc, .lda = dkp, .acs = 1, .B = Kt, .ldb = Cp, .C = Am, .ldc = Cp,
+            .tri_n = true});
+      gemm({.M = L, .N = Lp, .K = dk, .A = Qc, .lda = dkp, .acs = 1, .B = Kt, .ldb = Cp, .C = Pm, .ldc = Cp,
+            .tri_n = true});
+      for (i64 i = 0; i < L; ++i) {
+        const fv ci = splat(cum[i]), bi = splat(bet[i]);
+        const iv ii = iv{} + int(i);
+        for (i64 j = 0; j < Lp; j += W) {
+          const iv jj = iota() + int(j);
+          float* ar = Am + i * Cp + j;
+          float* pr = Pm + i * Cp + j;
+          if (j > i) {
+            store(ar, splat(0.0f));
+            store(pr, splat(0.0f));
+            continue;
+          }
+          const fv d = vexp(ci - load(cum + j));  // finite (clamped) where j > i; masked below
+          store(ar, jj < ii ? (load(ar) * bi) * d : splat(0.0f));
+          store(pr, jj <= ii ? load(pr) * d : splat(0.0f));
+        }
+      }
+      // R = beta (v - e^cum (K S));  O = Q S
+      gemm({.M = L, .N = dvp, .K = dk, .A = Kc, .lda = dkp, .acs = 1, .B = S, .ldb = dvp, .C = R, .ldc = dvp});
+      gemm({.M = L, .N = dvp, .K = dk, .A = Qc, .lda = dkp, .acs = 1, .B = S, .ldb = dvp, .C = O, .ldc = dvp});
+      for (i64 i = 0; i < L; ++i) {
+        const T* vp = static_cast<const T*>(a.v) + b * a.v_sb + (s0 + i) * a.v_st + h * a.v_sh;
+        const fv bi = splat(bet[i]), ei = splat(ecum[i]);
+        float* rr = R + i * dvp;
+        float* orow = O + i * dvp;
+        for (i64 j = 0; j < dvp; j += W) {
+          const fv vv = load_n(vp + j, int(imin(W, dv - j)));
+          store(rr + j, (vv - load(rr + j) * ei) * bi);
+          store(orow + j, load(orow + j) * ei);
+        }
+      }
+      // v_new = (I + A)^-1 R by forward substitution, a row block at a time: the
+      // rows above a block are applied as one product, then the block itself.
+      for (i64 r0 = 0; r0 < L; r0 += kGemmRows) {
+        const i64 mr = imin(kGemmRows, L - r0);
+        if (r0 > 0) {
+          gemm({.M = mr, .N = dvp, .K = r0, .A = Am + r0 * Cp, .lda = Cp, .acs = 1, .B = R, .ldb = dvp,
+                .C = R + r0 * dvp, .ldc = dvp, .alpha = -1.0f, .cs = 1.0f});
+        }
+        for (i64 r = 1; r < mr; ++r) {
+          float* xr = R + (r0 + r) * dvp;
+          for (i64 j = r0; j < r0 + r; ++j) {
+            const fv aij = splat(Am[(r0 + r) * Cp + j]);
+            const float* xj = R + j * dvp;
+            for (i64 n = 0; n < dvp; n += W) store(xr + n, load(xr + n) - aij * load(xj + n));
+          }
+        }
+      }
+      // O += P v_new, written out.
+      gemm({.M = L, .N = dvp, .K = L, .A = Pm, .lda = Cp, .acs = 1, .B = R, .ldb = dvp, .C = O, .ldc = dvp,
+            .cs = 1.0f, .tri_k = true});
+      for (i64 i = 0; i < L; ++i) {
+        T* op = static_cast<T*>(a.out) + ((b * Tn + s0 + i) * H + h) * dv;
+        for_chunks(dv, [&](i64 j, int c) { store_n(op + j, load(O + i * dvp + j), c); });
+      }
+      // S <- e^cum_last S + K^T (e^(cum_last - cum) v_new)
+      for (i64 i = 0; i < L; ++i) {
+        const fv di = splat(dec[i]);
+        for (i64 n = 0; n < dvp; n += W) store(R + i * dvp + n, load(R + i * dvp + n) * di);
+      }
+      gemm({.M = dk, .N = dvp, .K = L, .A = Kt, .lda = Cp, .acs = 1, .B = R, .ldb = dvp, .C = S, .ldc = dvp,
+            .cs = ecum[L - 1]});
+    }
+    for (i64 i = 0; i < dk; ++i)
+      for_chunks(dv, [&](i64 j, int c) { store_n(state + i * dv + j, load(S + i * dvp + j), c); });
+  }
+}
+void delta_rule_chunked(const DeltaRuleArgs& a, i64 C, i64 i0, i64 i1) {
+  with_type(a.dtype, [&](auto tp) {
+    with_type(a.g_dtype, [&](auto gp) {
+      with_type(a.beta_dtype, [&](auto bp) {
+        delta_rule_chunked_t<elem_t<decltype(tp)>, elem_t<decltype(gp)>, elem_t<decltype(bp)>>(a, C, i0, i1);
       });
     });
   });
@@ -340,6 +603,7 @@ const DeltaLoops& MMGEN_CAT(delta_loops_, MMGEN_CPU_ISA)() {
   static const DeltaLoops table{
       .isa = MMGEN_STR(MMGEN_CPU_ISA),
       .delta_rule = &delta_rule,
+      .delta_rule_chunked = &delta_rule_chunked,
       .causal_conv1d = &causal_conv1d,
       .gated_rms_norm = &gated_rms_norm,
   };

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <tuple>
 
 #include "cpu/delta_loops.hpp"
@@ -18,6 +20,20 @@ void run_delta_rule(const DeltaRuleArgs& a) {
                    [&](std::int64_t b, std::int64_t e) { delta_loops().delta_rule(a, b, e); });
 }
 
+// Prefill path of gated_delta_rule_chunked on the CPU (see ops.hpp for the
+// measurements behind the threshold). MMGEN_DELTA_CPU_PATH=token|chunked
+// forces one path (tests and ops_bench compare them); read at every call.
+constexpr std::int64_t kDeltaChunk = 64;
+constexpr std::int64_t kChunkedFromTokens = 6;
+
+bool use_chunked_path(const DeltaRuleArgs& a) {
+  if (const char* env = std::getenv("MMGEN_DELTA_CPU_PATH")) {
+    if (std::strcmp(env, "token") == 0) return false;
+    if (std::strcmp(env, "chunked") == 0) return true;
+  }
+  return a.tokens >= kChunkedFromTokens;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
@@ -26,7 +42,14 @@ std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q,
                                                             const std::optional<at::Tensor>& initial_state,
                                                             bool use_qk_l2norm) {
   auto p = plan::delta_rule_chunked(q, k, v, g, beta, initial_state, use_qk_l2norm);
-  run_delta_rule(p.args);
+  if (use_chunked_path(p.args)) {
+    const DeltaRuleArgs& a = p.args;
+    at::parallel_for(0, a.batch * a.v_heads, 1, [&](std::int64_t b, std::int64_t e) {
+      delta_loops().delta_rule_chunked(a, kDeltaChunk, b, e);
+    });
+  } else {
+    run_delta_rule(p.args);
+  }
   return {p.out, p.state};
 }
 

@@ -5,6 +5,7 @@
 
 #include <tuple>
 
+#include "cuda/delta_chunked_launch.hpp"
 #include "cuda/delta_launch.hpp"
 #include "delta_plan.hpp"
 #include "op_impls.hpp"
@@ -20,6 +21,11 @@ void check_launch(int err, const char* op) {
 
 void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
+// The chunked kernel from this many tokens on, where its shared memory fits
+// (dk up to 176); below, and for larger dk, the token-by-token kernel. The
+// threshold is not measured on a GPU yet (see ops.hpp).
+constexpr std::int64_t kChunkedFromTokens = 16;
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q, const at::Tensor& k,
@@ -29,7 +35,10 @@ std::tuple<at::Tensor, at::Tensor> gated_delta_rule_chunked(const at::Tensor& q,
                                                             bool use_qk_l2norm) {
   const c10::cuda::CUDAGuard guard(q.device());
   auto p = plan::delta_rule_chunked(q, k, v, g, beta, initial_state, use_qk_l2norm);
-  check_launch(ck::gated_delta_rule(p.args, current_stream()), "gated_delta_rule_chunked");
+  const bool chunked = p.args.tokens >= kChunkedFromTokens && ck::delta_rule_chunked_fits(p.args);
+  check_launch(chunked ? ck::gated_delta_rule_by_chunks(p.args, current_stream())
+                       : ck::gated_delta_rule(p.args, current_stream()),
+               "gated_delta_rule_chunked");
   return {p.out, p.state};
 }
 

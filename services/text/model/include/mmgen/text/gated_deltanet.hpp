@@ -11,10 +11,10 @@
 //     S <- S * exp(g);  delta = (v - S^T k) * beta;  S <- S + k delta^T;  o = S^T q
 // The conv, the delta rule and the gated norm go through mmgen::ops (DESIGN
 // principle 4): decode runs one recurrent step for a batch of sequences over
-// their state slots in place (ops::gated_delta_rule_step); prefill runs the
-// exact per-token recurrence of ops::gated_delta_rule_chunked by default, or
-// the ATen chunked UT-transform form below (DeltaPrefill::aten_chunked; the
-// same result up to float rounding). The output goes through the gated RMSNorm
+// their state slots in place (ops::gated_delta_rule_step); prefill runs
+// ops::gated_delta_rule_chunked by default (64-token chunks with the UT
+// transform, token by token for very short inputs), or the ATen chunked form
+// below (DeltaPrefill::aten_chunked; the same result up to float rounding). The output goes through the gated RMSNorm
 // w * rmsnorm(o) * silu(z) (weight not zero-centred) and out_proj.
 //
 // Per sequence the layer keeps two fixed-size states (HybridStates): the
@@ -91,9 +91,9 @@ struct GatedRMSNorm {  // linear_attn.norm: weight * rmsnorm(x) * silu(gate)
 };
 
 // Which implementation runs the delta rule of a prefill (or prefill chunk).
-// kernel_op: ops::gated_delta_rule_chunked, the exact per-token recurrence
-// with the state held in cache (faster on CPU, see gated_deltanet.cpp). aten_chunked: chunk_gated_delta_rule above, chunks of
-// 64 solved in closed form with ATen matmuls and triangular solves.
+// kernel_op: ops::gated_delta_rule_chunked, the fused chunked kernel (faster,
+// see gated_deltanet.cpp). aten_chunked: chunk_gated_delta_rule above, chunks
+// of 64 solved in closed form with ATen matmuls and triangular solves.
 enum class DeltaPrefill { kernel_op, aten_chunked };
 
 struct GatedDeltaNet {  // model.layers.N.linear_attn
