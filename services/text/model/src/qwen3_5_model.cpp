@@ -284,6 +284,6 @@ Qwen3_5ForCausalLM Qwen3_5ForCausalLM::load(const std::filesystem::path& folder,
   return m;
 }
 
-at::Tensor Qwen3_5ForCausalLM::logits(const at::Tensor& hidden) const { return at::linear(hidden, lm_head); }
+at::Tensor Qwen3_5ForCausalLM::logits(const at::Tensor& hidden) const { return text::linear(hidden, lm_head); }
 
 }  // namespace mmgen::text

@@ -52,9 +52,18 @@ std::string decoder_prefix(const QwenConfig& cfg, const io::WeightLoader& w) {
 
 // ============================== blocks ==============================
 
-at::Tensor Linear::operator()(const at::Tensor& x) const {
-  return at::linear(x, weight, bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt);
+std::int64_t small_linear_rows(c10::ScalarType) { return 16; }
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const std::optional<at::Tensor> b = bias.defined() ? std::optional<at::Tensor>(bias) : std::nullopt;
+  const std::int64_t k = x.dim() > 0 ? x.size(-1) : 0;
+  const std::int64_t rows = k > 0 ? x.numel() / k : 0;
+  if (x.device().is_cpu() && rows > 0 && rows <= small_linear_rows(x.scalar_type()))
+    return mmgen::ops::linear_small_m(x, weight, b);
+  return at::linear(x, weight, b);
 }
+
+at::Tensor Linear::operator()(const at::Tensor& x) const { return text::linear(x, weight, bias); }
 
 at::Tensor RMSNorm::operator()(const at::Tensor& x) const { return mmgen::ops::rms_norm(x, weight, eps); }
 
@@ -259,7 +268,7 @@ QwenForCausalLM QwenForCausalLM::load(const std::filesystem::path& folder, const
   return m;
 }
 
-at::Tensor QwenForCausalLM::logits(const at::Tensor& hidden) const { return at::linear(hidden, lm_head); }
+at::Tensor QwenForCausalLM::logits(const at::Tensor& hidden) const { return text::linear(hidden, lm_head); }
 
 QwenModel load_qwen2_5_vl_text_model(const std::filesystem::path& folder, const io::LoadOptions& opts) {
   const QwenConfig cfg = QwenConfig::load(folder);
