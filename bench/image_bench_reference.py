@@ -2,9 +2,9 @@
 """Reference half of bench/image_bench: writes the benchmark pipeline folder
 and times diffusers' QwenImagePipeline on it.
 
-  image_bench_reference.py write --out DIR [--blocks 8] [--vae-base 32]
-  image_bench_reference.py pipeline --dir DIR --dtype float32 --threads 2 --size 256 --steps 4 [--save F]
-  image_bench_reference.py tiled --dir DIR --dtype float32 --threads 2 --latent 64 [--save F]
+  image_bench_reference.py write --out DIR [--blocks 8] [--vae-base 96]
+  image_bench_reference.py pipeline --dir DIR --dtype float32 --threads 2 --size 512 --steps 8 [--save F]
+  image_bench_reference.py tiled --dir DIR --dtype float32 --threads 2 --latent 256 [--save F]
 
 write: a Qwen-Image pipeline folder in the published diffusers layout with
 random (seeded) weights -- transformer: --blocks blocks of 12 heads x 128
@@ -169,12 +169,12 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--dir")
     ap.add_argument("--blocks", type=int, default=8)
-    ap.add_argument("--vae-base", type=int, default=32)
+    ap.add_argument("--vae-base", type=int, default=96)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--latent", type=int, default=64)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--latent", type=int, default=256)
     ap.add_argument("--save")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

@@ -4,6 +4,10 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "mmgen/io/json.hpp"
@@ -158,6 +162,11 @@ const std::filesystem::path& Checkpoint::file_of(std::string_view name) const {
   return where_.find(name)->second.file->path();
 }
 
+const std::shared_ptr<const SafetensorsFile>& Checkpoint::file(std::string_view name) const {
+  entry(name);  // throws if missing
+  return where_.find(name)->second.file;
+}
+
 at::Tensor Checkpoint::tensor(std::string_view name) const {
   const TensorEntry& e = entry(name);
   return tensor_from_file(where_.find(name)->second.file, e);
@@ -176,8 +185,35 @@ at::Tensor WeightLoader::take(std::string_view name, std::vector<std::int64_t> s
                                                     ", expected " + shape_str(shape));
   }
   used_.emplace(name);
-  at::Tensor t = ckpt_.tensor(name);
-  return t.to(opts_.device, opts_.dtype);
+  at::Tensor out = ckpt_.tensor(name).to(opts_.device, opts_.dtype);
+  // A converted, moved or realigned tensor no longer reads the file: its pages
+  // would otherwise stay resident until the mapping goes, on top of the copy.
+  const auto* src = ckpt_.file(name)->data(e);
+  const auto* got = static_cast<const std::byte*>(out.data_ptr());
+  const bool view = out.is_cpu() && got >= src && got < src + std::max<std::uint64_t>(e.nbytes(), 1);
+  if (!view) release(name);
+  return out;
+}
+
+std::size_t release_file_pages(const SafetensorsFile& file, const TensorEntry& e) {
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<std::uintptr_t>(file.data(e));
+  // Whole pages inside the tensor only: a page it shares with a neighbour may
+  // back that neighbour's zero-copy view, and stays.
+  const std::uintptr_t first = (begin + page - 1) / page * page;
+  const std::uintptr_t last = (begin + e.nbytes()) / page * page;
+  if (last <= first) return 0;
+  // MADV_DONTNEED on a private file mapping drops the pages; a later read
+  // faults them back in from the file (page cache), so any view still reading
+  // these bytes sees the same values. Weights are never written through a
+  // view, so no copy-on-write page is lost. A failure only costs memory.
+  if (::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+  return last - first;
+}
+
+void WeightLoader::release(std::string_view name) {
+  const TensorEntry& e = ckpt_.entry(name);
+  released_bytes_ += release_file_pages(*ckpt_.file(name), e);
 }
 
 at::Tensor WeightLoader::take_if_present(std::string_view name, std::vector<std::int64_t> shape) {

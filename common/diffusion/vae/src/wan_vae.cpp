@@ -144,7 +144,7 @@ at::Tensor WanVae::encode_untiled(const at::Tensor& x) const {
   FeatureCache cache;
   std::vector<at::Tensor> out;
   for (std::int64_t i = 0; i < chunks; ++i) {
-    cache.start_chunk();
+    cache.start_chunk(/*last=*/i + 1 == chunks);
     const at::Tensor chunk = i == 0 ? x.slice(2, 0, 1) : x.slice(2, 1 + kEncodeChunk * (i - 1), 1 + kEncodeChunk * i);
     // quant_conv is 1x1x1, so applying it per chunk equals applying it to the whole.
     out.push_back(quant_conv((*encoder_)(patchify(chunk, cfg_.patch_size), &cache)));
@@ -170,7 +170,7 @@ at::Tensor WanVae::encode_tiled(const at::Tensor& x) const {
       FeatureCache cache;
       std::vector<at::Tensor> frames;
       for (std::int64_t k = 0; k < chunks; ++k) {
-        cache.start_chunk();
+        cache.start_chunk(/*last=*/k + 1 == chunks);
         const at::Tensor chunk =
             k == 0 ? area.slice(2, 0, 1) : area.slice(2, 1 + kEncodeChunk * (k - 1), 1 + kEncodeChunk * k);
         frames.push_back(quant_conv((*encoder_)(chunk, &cache)));
@@ -217,7 +217,7 @@ at::Tensor WanVae::decode_untiled(const at::Tensor& z) const {
     if (u.upsampler && u.upsampler->mode == Resample::Mode::upsample3d) per_latent *= 2;
   }
   for (std::int64_t i = 0; i < frames; ++i) {
-    cache.start_chunk();
+    cache.start_chunk(/*last=*/i + 1 == frames);
     at::Tensor y = unpatchify((*decoder_)(x.slice(2, i, i + 1), &cache, i == 0), cfg_.patch_size);
     if (!out.defined()) {
       const std::int64_t total = y.size(2) + (frames - 1) * per_latent;
@@ -254,7 +254,7 @@ at::Tensor WanVae::decode_tiled(const at::Tensor& z) const {
       FeatureCache cache;
       std::vector<at::Tensor> frames;
       for (std::int64_t k = 0; k < z.size(2); ++k) {
-        cache.start_chunk();
+        cache.start_chunk(/*last=*/k + 1 == z.size(2));
         frames.push_back((*decoder_)(post_quant_conv(area.slice(2, k, k + 1)), &cache, k == 0));
       }
       row.push_back(at::cat(frames, 2));

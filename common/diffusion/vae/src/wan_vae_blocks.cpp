@@ -45,6 +45,7 @@ at::Tensor tail_for_cache(const at::Tensor& x, const at::Tensor& previous) {
 at::Tensor cached_conv(const CausalConv3d& conv, const at::Tensor& x, FeatureCache* cache) {
   if (cache == nullptr) return conv(x);
   const std::size_t i = cache->take();
+  if (!cache->keep) return conv(x, cache->slots[i]);
   at::Tensor keep = tail_for_cache(x, cache->slots[i]);
   at::Tensor y = conv(x, cache->slots[i]);
   cache->slots[i] = std::move(keep);
@@ -75,6 +76,16 @@ at::Tensor CausalConv3d::operator()(const at::Tensor& x, const at::Tensor& cache
   // previous chunk, then zeros for what the cache lacks. Height and width use
   // the convolution's own symmetric zero padding (the reference pads with F.pad
   // first; the values are the same and one copy is saved).
+  const std::int64_t kt = weight.size(2);
+  if (x.size(2) == 1 && !cache.defined() && pad_t == kt - 1) {
+    // One frame and nothing cached (an image, or a video's first chunk): the
+    // padded input is kt - 1 zero frames then x, and the single output frame
+    // sees x through the last temporal tap only. The other taps multiply
+    // zeros, so a 2-D convolution with that tap is the same sum without them
+    // (kt times fewer multiply-adds, no padded copy of the input).
+    at::Tensor y = at::conv2d(x.squeeze(2), weight.select(2, kt - 1), bias, {stride[1], stride[2]}, {pad_h, pad_w});
+    return y.unsqueeze(2);  // [B, O, 1, H', W']
+  }
   at::Tensor in = x;
   if (pad_t > 0) {
     std::int64_t zeros = pad_t;
@@ -159,14 +170,19 @@ at::Tensor Resample::operator()(const at::Tensor& input, FeatureCache* cache) co
       // First chunk: the first frame is not doubled in time (the reference's "Rep").
       state = State::replicate;
     } else {
-      at::Tensor keep = x.slice(2, std::max<std::int64_t>(t - kCacheFrames, 0), t).clone(at::MemoryFormat::Contiguous);
-      if (keep.size(2) < kCacheFrames) {
-        keep = state == State::frames ? at::cat({slot.slice(2, slot.size(2) - 1), keep}, 2)
-                                      : at::cat({at::zeros_like(keep), keep}, 2);
+      at::Tensor keep;  // stays undefined on the last chunk: nothing reads it
+      if (cache->keep) {
+        keep = x.slice(2, std::max<std::int64_t>(t - kCacheFrames, 0), t).clone(at::MemoryFormat::Contiguous);
+        if (keep.size(2) < kCacheFrames) {
+          keep = state == State::frames ? at::cat({slot.slice(2, slot.size(2) - 1), keep}, 2)
+                                        : at::cat({at::zeros_like(keep), keep}, 2);
+        }
       }
       at::Tensor y = state == State::replicate ? time_conv(x) : time_conv(x, slot);  // [B, 2C, T, H, W]
-      slot = std::move(keep);
-      state = State::frames;
+      if (cache->keep) {
+        slot = std::move(keep);
+        state = State::frames;
+      }
       // Channel halves are the even and odd output frames: [B, 2, C, T, H, W] -> [B, C, 2T, H, W].
       x = y.view({b, 2, c, t, h, w}).permute({0, 2, 3, 1, 4, 5}).reshape({b, c, 2 * t, h, w});
     }
@@ -184,12 +200,14 @@ at::Tensor Resample::operator()(const at::Tensor& input, FeatureCache* cache) co
     const std::int64_t tt = x.size(2);
     // Only the last frame of the entry is ever read, so only it is kept (the
     // reference keeps the whole first chunk).
-    at::Tensor keep = x.slice(2, tt - 1, tt).clone(at::MemoryFormat::Contiguous);
+    at::Tensor keep = cache->keep ? x.slice(2, tt - 1, tt).clone(at::MemoryFormat::Contiguous) : at::Tensor();
     if (cache->states[i] != State::empty) {
       x = time_conv(at::cat({slot.slice(2, slot.size(2) - 1), x}, 2));  // stride 2 in time
     }
-    slot = std::move(keep);
-    cache->states[i] = State::frames;
+    if (cache->keep) {
+      slot = std::move(keep);
+      cache->states[i] = State::frames;
+    }
   }
   return x;
 }

@@ -48,7 +48,14 @@ Linear load_stacked(io::WeightLoader& w, const std::string& prefix, const char* 
                     std::int64_t in) {
   Linear l[3];
   for (int i = 0; i < 3; ++i) l[i] = load_linear(w, prefix + names[i], out, in);
-  return Linear{at::cat({l[0].weight, l[1].weight, l[2].weight}, 0), at::cat({l[0].bias, l[1].bias, l[2].bias}, 0)};
+  Linear stacked{at::cat({l[0].weight, l[1].weight, l[2].weight}, 0), at::cat({l[0].bias, l[1].bias, l[2].bias}, 0)};
+  // The stack is a copy: in float32 the three zero-copy views' file pages
+  // would otherwise stay resident beside it for the model's lifetime.
+  for (int i = 0; i < 3; ++i) {
+    w.release(prefix + names[i] + ".weight");
+    w.release(prefix + names[i] + ".bias");
+  }
+  return stacked;
 }
 
 RMSNorm load_norm(io::WeightLoader& w, const std::string& name, std::int64_t n) {

@@ -34,6 +34,12 @@ c10::ScalarType to_scalar_type(StDType d);
 // kernels never see misaligned pointers.
 at::Tensor tensor_from_file(const std::shared_ptr<const SafetensorsFile>& file, const TensorEntry& e);
 
+// Drops the resident pages of a tensor's bytes in the file mapping (whole
+// pages inside its range only, so neighbours keep theirs) and returns how many
+// bytes that was. The bytes stay readable: a later read faults them back in
+// from the file. For data already copied out (converted or stacked weights).
+std::size_t release_file_pages(const SafetensorsFile& file, const TensorEntry& e);
+
 class Checkpoint {
  public:
   // `path` is a folder (looks for <stem>.safetensors.index.json, then
@@ -46,6 +52,7 @@ class Checkpoint {
   // The entry and its file; throws LoadError(missing) naming the checkpoint.
   const TensorEntry& entry(std::string_view name) const;
   const std::filesystem::path& file_of(std::string_view name) const;
+  const std::shared_ptr<const SafetensorsFile>& file(std::string_view name) const;
   // Raw tensor in the stored dtype (zero-copy view, CPU).
   at::Tensor tensor(std::string_view name) const;
   // What errors call the checkpoint: the folder or the file.
@@ -72,9 +79,18 @@ class WeightLoader {
 
   // A floating-point tensor with exactly `shape`, converted to opts.dtype on
   // opts.device. Throws missing / wrong_shape / wrong_dtype naming file and tensor.
+  // In the file's dtype on the CPU it is a zero-copy view of the mapping;
+  // otherwise it is a copy and the tensor's file pages are released at once
+  // (release), so loading never holds the whole source file resident.
   at::Tensor take(std::string_view name, std::vector<std::int64_t> shape);
   // Same, but returns an undefined tensor when the checkpoint lacks it.
   at::Tensor take_if_present(std::string_view name, std::vector<std::int64_t> shape);
+  // For a model that copies a taken tensor into a weight of its own (e.g.
+  // stacks q, k, v into one matrix): drops the tensor's file pages from
+  // memory. Views of it stay valid (pages are re-read from the file on access).
+  void release(std::string_view name);
+  // Bytes of file pages released so far (take's conversions and release()).
+  std::size_t released_bytes() const { return released_bytes_; }
   // Marks names as deliberately unused (e.g. a tied lm_head stored anyway, or
   // the vision tower when only the language model is wanted).
   void skip(std::string_view name);
@@ -90,6 +106,7 @@ class WeightLoader {
   LoadOptions opts_;
   std::set<std::string, std::less<>> used_;
   std::vector<std::string> skipped_prefixes_;
+  std::size_t released_bytes_ = 0;
 };
 
 }  // namespace mmgen::io

@@ -90,7 +90,9 @@ struct TilingOptions {
 // ============================== modules ==============================
 
 // Conv3d whose time padding is all in front (2 * padding_t frames); the frames
-// in front come from the feature cache when there is one.
+// in front come from the feature cache when there is one. A single frame with
+// no cache (images, a video's first chunk) runs as a 2-D convolution with the
+// last temporal tap, the only one that meets data rather than padding zeros.
 struct CausalConv3d {
   at::Tensor weight;  // [O, I, kt, kh, kw]
   at::Tensor bias;    // [O]
@@ -130,8 +132,15 @@ struct FeatureCache {
   std::vector<at::Tensor> slots;
   std::vector<State> states;
   std::size_t next = 0;
+  // False for the call's last chunk: no later chunk reads the slots, so the
+  // convolutions skip storing their input's tail (for one image that is a
+  // copy of every convolution's input, kept until decode returns).
+  bool keep = true;
   std::size_t take();  // index of the next slot, growing the table on first use
-  void start_chunk() { next = 0; }
+  void start_chunk(bool last = false) {
+    next = 0;
+    keep = !last;
+  }
 };
 
 struct ResidualBlock {  // WanResidualBlock
