@@ -29,16 +29,6 @@ namespace {
 
 #include "cpu/vec.hpp"
 
-using i64 = std::int64_t;
-
-template <class F> MMGEN_INLINE void with_type(DType d, F&& f) {
-  switch (d) {
-    case DType::f32: f(static_cast<float*>(nullptr)); break;
-    case DType::bf16: f(static_cast<bf16_t*>(nullptr)); break;
-    case DType::f16: f(static_cast<f16_t*>(nullptr)); break;
-  }
-}
-template <class P> using elem_t = std::remove_cv_t<std::remove_pointer_t<P>>;
 
 // ---- scalar conversions (same rounding as common/scalar.hpp, local copies) ---------
 MMGEN_INLINE float ld(const float* p) { return *p; }

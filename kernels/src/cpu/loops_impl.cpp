@@ -29,21 +29,10 @@ namespace {
 
 #include "cpu/vec.hpp"
 
-using i64 = std::int64_t;
-
 MMGEN_INLINE i64 row_off(const Rows& r, i64 i) {
   return (i / r.inner) * r.stride_outer + (i % r.inner) * r.stride_inner;
 }
 
-// Calls f with a null pointer of the storage type for d.
-template <class F> MMGEN_INLINE void with_type(DType d, F&& f) {
-  switch (d) {
-    case DType::f32: f(static_cast<float*>(nullptr)); break;
-    case DType::bf16: f(static_cast<bf16_t*>(nullptr)); break;
-    case DType::f16: f(static_cast<f16_t*>(nullptr)); break;
-  }
-}
-template <class P> using elem_t = std::remove_cv_t<std::remove_pointer_t<P>>;
 
 // Per-thread float scratch that only grows (paged attention score rows).
 struct Scratch {

@@ -254,3 +254,17 @@ MMGEN_INLINE fv vexp(fv x) {
   p = p * (r * r) + r + 1.0f;
   return (fv)((iv)p + (__builtin_convertvector(n, iv) << 23));
 }
+
+// ---- shared by the loop files ------------------------------------------------------
+
+using i64 = std::int64_t;
+
+// Calls f with a null pointer of the storage type for d.
+template <class F> MMGEN_INLINE void with_type(DType d, F&& f) {
+  switch (d) {
+    case DType::f32: f(static_cast<float*>(nullptr)); break;
+    case DType::bf16: f(static_cast<bf16_t*>(nullptr)); break;
+    case DType::f16: f(static_cast<f16_t*>(nullptr)); break;
+  }
+}
+template <class P> using elem_t = std::remove_cv_t<std::remove_pointer_t<P>>;
