@@ -1,6 +1,7 @@
 // The CPU kernels of every op against the plain-ATen references, over dtypes,
 // odd shapes and the strided views the models pass; plus input validation
 // and the torch registration.
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/tensor.h>
@@ -260,6 +261,28 @@ TEST(KernelsCpu, PagedAttentionMatchesReference) {
                                                      pc.context_lens, pc.scale)));
     }
   }
+}
+
+// A long context at a batch smaller than twice the threads is split by tokens
+// (flash-decoding) and merged: ranges of whole cache blocks, a range that is
+// empty for the shorter sequence, an empty context, lengths not multiple of
+// the block size.
+TEST(KernelsCpu, PagedAttentionSplitByTokensMatchesReference) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  for (auto dt : kDtypes) {
+    for (const std::vector<std::int64_t>& lens :
+         {std::vector<std::int64_t>{4096}, std::vector<std::int64_t>{1500, 0, 37}, std::vector<std::int64_t>{2049}}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " batch " + std::to_string(lens.size()) + " first length " +
+                   std::to_string(lens[0]));
+      const PagedCase pc = make_paged_case(std::int64_t(lens.size()), 12, 4, 64, 16, lens, dt, 660 + lens[0]);
+      const at::Tensor out =
+          ops::paged_attention_decode(pc.q, pc.k_cache, pc.v_cache, pc.block_tables, pc.context_lens, pc.scale);
+      EXPECT_TRUE(all_close(out, ref_paged_attention(pc.q, pc.k_cache, pc.v_cache, pc.block_tables,
+                                                     pc.context_lens, pc.scale)));
+    }
+  }
+  at::set_num_threads(threads);
 }
 
 TEST(KernelsCpu, PagedAttentionRejectsBadIndices) {

@@ -6,6 +6,7 @@
 // built for AVX-512 could otherwise be picked by the linker for the baseline
 // build and crash an older CPU.
 #include <cstdint>
+#include <limits>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
@@ -388,16 +389,28 @@ template <class T> void paged_attention_t(const PagedAttentionArgs& a, i64 i0, i
   const i64 Dp = (D + W - 1) / W * W;  // padded row length in the scratch
   const i64 G = a.q_heads / a.kv_heads;
   const i64 bs = a.block_size;
-  const i64 per = a.cpu_kv_heads_per_item > 0 ? a.cpu_kv_heads_per_item : a.kv_heads;
+  // With partitions (a long context at a small batch) an item is one token
+  // range of a sequence with all its kv heads, so each thread streams whole
+  // cache rows; its unnormalised result goes to tmp_out / max_logits /
+  // exp_sums and the caller merges the ranges. Otherwise an item is a
+  // sequence and a run of its kv heads, and writes the output itself.
+  const i64 P = a.partitions > 1 && a.tmp_out ? a.partitions : 1;
+  const i64 per = P > 1 ? a.kv_heads : a.cpu_kv_heads_per_item > 0 ? a.cpu_kv_heads_per_item : a.kv_heads;
   const i64 chunks = (a.kv_heads + per - 1) / per;
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
   for (i64 item = i0; item < i1; ++item) {
-    const i64 b = item / chunks;
-    const i64 h0 = (item % chunks) * per;
+    const i64 b = item / (chunks * P);
+    const i64 h0 = (item % (chunks * P)) / P * per;
+    const i64 part = item % P;
     const i64 nkv = (h0 + per < a.kv_heads ? h0 + per : a.kv_heads) - h0;
     const i64 nq = nkv * G;  // query heads h0 * G .. (h0 + nkv) * G
-    const i64 L = a.context_lens[b];
+    const i64 Lfull = a.context_lens[b];
+    // This item's tokens [tb, te): whole cache blocks per partition.
+    const i64 span = ((Lfull + P - 1) / P + bs - 1) / bs * bs;
+    const i64 tb = P > 1 ? (part * span < Lfull ? part * span : Lfull) : 0;
+    const i64 te = P > 1 ? (tb + span < Lfull ? tb + span : Lfull) : Lfull;
+    const i64 L = te - tb;
     // Score rows are padded by one vector: with a power-of-two length the
     // rows of all heads would fall into the same L1 set (4 KB aliasing).
     const i64 Lp = (L + W - 1) / W * W + W;
@@ -405,6 +418,15 @@ template <class T> void paged_attention_t(const PagedAttentionArgs& a, i64 i0, i
     float* acc = qf + nq * Dp;
     float* scores = acc + nq * Dp;  // [nq][Lp]
     T* out0 = static_cast<T*>(a.out) + (b * a.q_heads + h0 * G) * D;
+    if (L == 0 && P > 1) {  // an empty range: weight zero in the merge
+      for (i64 h = 0; h < nq; ++h) {
+        const i64 row = (b * a.q_heads + h0 * G + h) * P + part;
+        a.max_logits[row] = -std::numeric_limits<float>::infinity();
+        a.exp_sums[row] = 0.0f;
+        for (i64 j = 0; j < D; ++j) a.tmp_out[row * D + j] = 0.0f;
+      }
+      continue;
+    }
     if (L == 0) {  // no keys: defined as a zero output
       for (i64 h = 0; h < nq; ++h)
         for_chunks(D, [&](i64 j, int c) { store_n(out0 + h * D + j, splat(0.0f), c); });
@@ -422,20 +444,20 @@ template <class T> void paged_attention_t(const PagedAttentionArgs& a, i64 i0, i
     // streams them; blocks are scattered, so start each next block early.
     auto prefetch_next_block = [&](const T* cache, i64 t0) {
       const i64 next = (t0 / bs + 1) * bs;
-      if (next - t0 > kTile || next >= L) return;
+      if (next - t0 > kTile || next >= te) return;
       const char* p = reinterpret_cast<const char*>(slot(cache, next));
       for (int line = 0; line < 8; ++line) __builtin_prefetch(p + 64 * line);
     };
     // Calls f(rows, nt, t0) per token tile; rows[u] = token t0 + u's slot
     // (past the end: a repeat of the first, computed but never stored).
     auto for_tiles = [&](const T* cache, auto&& f) {
-      for (i64 t0 = 0; t0 < L; t0 += kTile) {
+      for (i64 t0 = tb; t0 < te; t0 += kTile) {
         prefetch_next_block(cache, t0);
-        const int nt = int(L - t0 < kTile ? L - t0 : kTile);
+        const int nt = int(te - t0 < kTile ? te - t0 : kTile);
         const T* rows[kTile];
         MMGEN_UNROLL_ALL
         for (int u = 0; u < kTile; ++u) rows[u] = slot(cache, t0 + (u < nt ? u : 0));
-        f(rows, nt, t0);
+        f(rows, nt, t0 - tb);  // t0 - tb: the column in this item's score rows
       }
     };
     for_tiles(kc, [&](const T* const* rows, int nt, i64 t0) {
@@ -456,6 +478,12 @@ template <class T> void paged_attention_t(const PagedAttentionArgs& a, i64 i0, i
         store(sg + j, e);  // scratch rows are padded to Lp
         sum += e;
       });
+      if (P > 1) {  // unnormalised: the merge rescales by exp(m - max over ranges)
+        const i64 row = (b * a.q_heads + h0 * G + h) * P + part;
+        a.max_logits[row] = m;
+        a.exp_sums[row] = hsum(sum);
+        continue;
+      }
       const float inv = 1.0f / hsum(sum);
       for (i64 j = 0; j < L; j += W) store(sg + j, load(sg + j) * inv);
     }
@@ -468,6 +496,13 @@ template <class T> void paged_attention_t(const PagedAttentionArgs& a, i64 i0, i
         for_head_groups(kh * G, G, [&]<int GG>(i64 first) { pv_tile<GG>(acc, first, Dp, D, r, nt, scores, Lp, t0); });
       }
     });
+    if (P > 1) {
+      for (i64 h = 0; h < nq; ++h) {
+        float* dst = a.tmp_out + ((b * a.q_heads + h0 * G + h) * P + part) * D;
+        for_chunks(D, [&](i64 j, int c) { store_n(dst + j, load(acc + h * Dp + j), c); });
+      }
+      continue;
+    }
     for (i64 h = 0; h < nq; ++h)
       for_chunks(D, [&](i64 j, int c) { store_n(out0 + h * D + j, load(acc + h * Dp + j), c); });
   }

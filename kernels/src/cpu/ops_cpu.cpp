@@ -1,6 +1,15 @@
 // CPU implementations: validate (plan), then split the rows/items over
 // libtorch's intra-op thread pool and run the ISA-specific loops.
 #include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
+#include <ATen/ops/amax.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/exp.h>
+#include <ATen/ops/isinf.h>
+#include <ATen/ops/max.h>
+#include <ATen/ops/sum.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <algorithm>
 
@@ -10,6 +19,10 @@
 
 namespace mmgen::kernels::cpu {
 namespace {
+
+// Below this many tokens per range a context is not split (the merge costs a
+// few ATen calls).
+constexpr std::int64_t kMinTokensPerPartition = 512;
 
 // Grain: ~32K elements per task, so small inputs stay on the calling thread.
 template <class F> void parallel_rows(std::int64_t rows, std::int64_t elems_per_row, const F& f) {
@@ -79,6 +92,38 @@ at::Tensor paged_attention_decode(const at::Tensor& q, const at::Tensor& k_cache
   // their cache blocks best; split the heads only when there are too few
   // sequences to keep every thread busy.
   const std::int64_t B = p.args.batch, H = p.args.kv_heads, threads = at::get_num_threads();
+  // A long context at a batch too small for the threads is split by tokens
+  // instead (flash-decoding): each item then streams whole cache rows, where
+  // a head split reads one head's slice of every row and loses the
+  // prefetcher (Qwen3 100 M, one sequence at 4,096 tokens: ~2x faster).
+  std::int64_t longest = 0;
+  if (B < 2 * threads && threads > 1) {
+    at::Tensor lens = context_lens.to(at::kCPU);
+    longest = lens.max().item<std::int64_t>();
+  }
+  const std::int64_t P = longest >= kMinTokensPerPartition * 2
+                             ? std::min<std::int64_t>((2 * threads + B - 1) / B, longest / kMinTokensPerPartition)
+                             : 1;
+  if (P > 1) {
+    const auto f32 = p.out.options().dtype(at::kFloat);
+    at::Tensor tmp = at::empty({B, p.args.q_heads, P, p.args.head_dim}, f32);
+    at::Tensor maxes = at::empty({B, p.args.q_heads, P}, f32);
+    at::Tensor sums = at::empty({B, p.args.q_heads, P}, f32);
+    p.args.partitions = P;
+    p.args.tmp_out = tmp.data_ptr<float>();
+    p.args.max_logits = maxes.data_ptr<float>();
+    p.args.exp_sums = sums.data_ptr<float>();
+    at::parallel_for(0, B * P, 1, [&](std::int64_t b, std::int64_t e) { cpu_loops().paged_attention(p.args, b, e); });
+    // Merge: each range's sums and outputs rescaled to the overall maximum.
+    at::Tensor top = maxes.amax(-1, /*keepdim=*/true);
+    top = at::where(at::isinf(top), at::zeros_like(top), top);  // every range empty: weights 0
+    at::Tensor w = at::exp(maxes - top);                          // [B, Hq, P]
+    at::Tensor den = (sums * w).sum(-1, /*keepdim=*/true);        // [B, Hq, 1]
+    at::Tensor num = (tmp * w.unsqueeze(-1)).sum(2);              // [B, Hq, D]
+    at::Tensor merged = at::where(den > 0, num / den, at::zeros_like(num));  // empty context: zeros
+    p.out.copy_(merged);
+    return p.out;
+  }
   std::int64_t per = H;
   while (per > 1 && B * ((H + per - 1) / per) < 4 * threads) per = (per + 1) / 2;
   p.args.cpu_kv_heads_per_item = per;
