@@ -23,6 +23,7 @@
 #include "mmgen/diffusion/noise.hpp"
 #include "mmgen/io/hf_config.hpp"
 #include "mmgen/io/load_error.hpp"
+#include "scheduler_config.hpp"
 
 namespace mmgen::diffusion {
 
@@ -33,10 +34,7 @@ constexpr const char* kClassName = "FlowMatchEulerDiscreteScheduler";
 using io::LoadError;
 using io::LoadErrorKind;
 
-[[noreturn]] void config_error(LoadErrorKind kind, const std::string& source, const std::string& key,
-                               const std::string& why) {
-  throw LoadError(kind, source + ": '" + key + "' " + why);
-}
+using scheduler_config::error;
 
 [[noreturn]] void bad_argument(const std::string& what) {
   throw std::invalid_argument(std::string(kClassName) + ": " + what);
@@ -52,13 +50,6 @@ std::vector<float> to_vector(const at::Tensor& t) {
   at::Tensor c = t.contiguous();
   const float* p = c.data_ptr<float>();
   return std::vector<float>(p, p + c.numel());
-}
-
-TimeShiftType parse_time_shift_type(const std::string& s, const std::string& source) {
-  if (s == "exponential") return TimeShiftType::exponential;
-  if (s == "linear") return TimeShiftType::linear;
-  config_error(LoadErrorKind::bad_config, source, "time_shift_type",
-               "must be 'exponential' or 'linear', got '" + s + "'");
 }
 
 // The numpy stage of set_timesteps after the sigmas exist: shift, stretch.
@@ -79,11 +70,7 @@ void shift_and_stretch(std::vector<T>& sigmas, const FlowMatchEulerConfig& cfg, 
 // =============================== config ===============================
 
 FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const io::HfConfig& cfg) {
-  const std::string cls = cfg.get_string("_class_name", kClassName);
-  if (cls != kClassName) {
-    config_error(LoadErrorKind::unsupported, cfg.source(), "_class_name",
-                 "is '" + cls + "', expected " + kClassName);
-  }
+  scheduler_config::expect_class(cfg, kClassName);
   FlowMatchEulerConfig c;
   c.source = cfg.source();
   c.num_train_timesteps = cfg.get_int("num_train_timesteps", c.num_train_timesteps);
@@ -98,7 +85,7 @@ FlowMatchEulerConfig FlowMatchEulerConfig::from_json(const io::HfConfig& cfg) {
   c.use_karras_sigmas = cfg.get_bool("use_karras_sigmas", c.use_karras_sigmas);
   c.use_exponential_sigmas = cfg.get_bool("use_exponential_sigmas", c.use_exponential_sigmas);
   c.use_beta_sigmas = cfg.get_bool("use_beta_sigmas", c.use_beta_sigmas);
-  c.time_shift_type = parse_time_shift_type(cfg.get_string("time_shift_type", "exponential"), c.source);
+  c.time_shift_type = scheduler_config::time_shift_type(cfg.get_string("time_shift_type", "exponential"), c.source);
   c.stochastic_sampling = cfg.get_bool("stochastic_sampling", c.stochastic_sampling);
   c.validate();
   return c;
@@ -112,27 +99,27 @@ FlowMatchEulerConfig FlowMatchEulerConfig::load(const std::filesystem::path& pat
 
 void FlowMatchEulerConfig::validate() const {
   if (num_train_timesteps < 1) {
-    config_error(LoadErrorKind::bad_config, source, "num_train_timesteps",
-                 "must be at least 1, got " + std::to_string(num_train_timesteps));
+    error(LoadErrorKind::bad_config, source, "num_train_timesteps",
+          "must be at least 1, got " + std::to_string(num_train_timesteps));
   }
   if (!(shift > 0.0) || !std::isfinite(shift)) {
-    config_error(LoadErrorKind::bad_config, source, "shift", "must be a positive number, got " + std::to_string(shift));
+    error(LoadErrorKind::bad_config, source, "shift", "must be a positive number, got " + std::to_string(shift));
   }
   if (int(use_karras_sigmas) + int(use_exponential_sigmas) + int(use_beta_sigmas) > 1) {
-    config_error(LoadErrorKind::bad_config, source, "use_karras_sigmas",
-                 "only one of use_beta_sigmas, use_exponential_sigmas, use_karras_sigmas can be set");
+    error(LoadErrorKind::bad_config, source, "use_karras_sigmas",
+          "only one of use_beta_sigmas, use_exponential_sigmas, use_karras_sigmas can be set");
   }
   if (use_beta_sigmas) {
-    config_error(LoadErrorKind::unsupported, source, "use_beta_sigmas",
-                 "is true: beta sigma spacing (scipy.stats.beta.ppf) is not implemented in this port");
+    error(LoadErrorKind::unsupported, source, "use_beta_sigmas",
+          "is true: beta sigma spacing (scipy.stats.beta.ppf) is not implemented in this port");
   }
   if (shift_terminal && !(*shift_terminal < 1.0)) {
-    config_error(LoadErrorKind::bad_config, source, "shift_terminal",
-                 "must be below 1, got " + std::to_string(*shift_terminal));
+    error(LoadErrorKind::bad_config, source, "shift_terminal",
+          "must be below 1, got " + std::to_string(*shift_terminal));
   }
   if (use_dynamic_shifting && max_image_seq_len == base_image_seq_len) {
-    config_error(LoadErrorKind::bad_config, source, "max_image_seq_len",
-                 "equals base_image_seq_len; the dynamic shift needs two distinct lengths");
+    error(LoadErrorKind::bad_config, source, "max_image_seq_len",
+          "equals base_image_seq_len; the dynamic shift needs two distinct lengths");
   }
 }
 

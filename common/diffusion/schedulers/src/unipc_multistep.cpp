@@ -26,6 +26,7 @@
 
 #include "mmgen/io/hf_config.hpp"
 #include "mmgen/io/load_error.hpp"
+#include "scheduler_config.hpp"
 
 namespace mmgen::diffusion {
 
@@ -36,10 +37,7 @@ constexpr const char* kClassName = "UniPCMultistepScheduler";
 using io::LoadError;
 using io::LoadErrorKind;
 
-[[noreturn]] void config_error(LoadErrorKind kind, const std::string& source, const std::string& key,
-                               const std::string& why) {
-  throw LoadError(kind, source + ": '" + key + "' " + why);
-}
+using scheduler_config::error;
 
 [[noreturn]] void bad_argument(const std::string& what) {
   throw std::invalid_argument(std::string(kClassName) + ": " + what);
@@ -83,11 +81,7 @@ UpdateTerms update_terms(const at::Tensor& h, const std::vector<at::Tensor>& rks
 // =============================== config ===============================
 
 UniPCConfig UniPCConfig::from_json(const io::HfConfig& cfg) {
-  const std::string cls = cfg.get_string("_class_name", kClassName);
-  if (cls != kClassName) {
-    config_error(LoadErrorKind::unsupported, cfg.source(), "_class_name",
-                 "is '" + cls + "', expected " + kClassName);
-  }
+  scheduler_config::expect_class(cfg, kClassName);
   UniPCConfig c;
   c.source = cfg.source();
   c.num_train_timesteps = cfg.get_int("num_train_timesteps", c.num_train_timesteps);
@@ -105,13 +99,13 @@ UniPCConfig UniPCConfig::from_json(const io::HfConfig& cfg) {
   } else if (solver == "bh2" || solver == "midpoint" || solver == "heun" || solver == "logrho") {
     c.solver_type = UniPCSolverType::bh2;  // the reference re-registers the last three as bh2
   } else {
-    config_error(LoadErrorKind::unsupported, c.source, "solver_type", "'" + solver + "' is not bh1 or bh2");
+    error(LoadErrorKind::unsupported, c.source, "solver_type", "'" + solver + "' is not bh1 or bh2");
   }
   c.lower_order_final = cfg.get_bool("lower_order_final", c.lower_order_final);
   c.disable_corrector = cfg.get_int_list("disable_corrector", {});
   if (cfg.has("solver_p")) {
-    config_error(LoadErrorKind::unsupported, c.source, "solver_p",
-                 "is set: an external predictor scheduler is not supported");
+    error(LoadErrorKind::unsupported, c.source, "solver_p",
+          "is set: an external predictor scheduler is not supported");
   }
   c.use_karras_sigmas = cfg.get_bool("use_karras_sigmas", c.use_karras_sigmas);
   c.use_exponential_sigmas = cfg.get_bool("use_exponential_sigmas", c.use_exponential_sigmas);
@@ -126,26 +120,19 @@ UniPCConfig UniPCConfig::from_json(const io::HfConfig& cfg) {
   } else if (final_type == "sigma_min") {
     c.final_sigmas_type = FinalSigmasType::sigma_min;
   } else {
-    config_error(LoadErrorKind::bad_config, c.source, "final_sigmas_type",
-                 "must be 'zero' or 'sigma_min', got '" + final_type + "'");
+    error(LoadErrorKind::bad_config, c.source, "final_sigmas_type",
+          "must be 'zero' or 'sigma_min', got '" + final_type + "'");
   }
   // rescale_betas_zero_snr and the DDPM betas only shape the non-flow sigmas.
   (void)cfg.get_bool("rescale_betas_zero_snr", false);
   c.use_dynamic_shifting = cfg.get_bool("use_dynamic_shifting", c.use_dynamic_shifting);
   const std::string shift_type = cfg.get_string("time_shift_type", "exponential");
-  if (shift_type == "exponential") {
-    c.time_shift_type = TimeShiftType::exponential;
-  } else if (shift_type == "linear") {
-    c.time_shift_type = TimeShiftType::linear;
-  } else {
-    config_error(LoadErrorKind::bad_config, c.source, "time_shift_type",
-                 "must be 'exponential' or 'linear', got '" + shift_type + "'");
-  }
+  c.time_shift_type = scheduler_config::time_shift_type(shift_type, c.source);
   c.shift_terminal = cfg.opt_double("shift_terminal");
   if (!has_trained_betas && c.beta_schedule != "linear" && c.beta_schedule != "scaled_linear" &&
       c.beta_schedule != "squaredcos_cap_v2") {
-    config_error(LoadErrorKind::unsupported, c.source, "beta_schedule",
-                 "'" + c.beta_schedule + "' is not implemented (linear, scaled_linear, squaredcos_cap_v2)");
+    error(LoadErrorKind::unsupported, c.source, "beta_schedule",
+          "'" + c.beta_schedule + "' is not implemented (linear, scaled_linear, squaredcos_cap_v2)");
   }
   c.validate();
   return c;
@@ -158,9 +145,9 @@ UniPCConfig UniPCConfig::load(const std::filesystem::path& path) {
 }
 
 void UniPCConfig::validate() const {
-  auto bad = [&](const char* key, const std::string& why) { config_error(LoadErrorKind::bad_config, source, key, why); };
+  auto bad = [&](const char* key, const std::string& why) { error(LoadErrorKind::bad_config, source, key, why); };
   auto unsupported = [&](const char* key, const std::string& why) {
-    config_error(LoadErrorKind::unsupported, source, key, why);
+    error(LoadErrorKind::unsupported, source, key, why);
   };
   if (num_train_timesteps < 1) bad("num_train_timesteps", "must be at least 1, got " + std::to_string(num_train_timesteps));
   if (solver_order < 1) bad("solver_order", "must be at least 1, got " + std::to_string(solver_order));
