@@ -33,43 +33,23 @@ C++ side's (see bench/image_bench.cpp):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+from reference_util import ROOT, fixture_script, proc_status_mb, quiet
 
-import numpy as np
-import torch
-from diffusers.utils import logging as diffusers_logging
+quiet()
 
-diffusers_logging.disable_progress_bar()
+import numpy as np  # noqa: E402 (after quiet(): diffusers reads the variables at import)
+import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "A red fox in the snow, watercolor, soft morning light"
 SEED = 42
 TEXT_HIDDEN = 1536
 
 
-def fixture_script():
-    """The image pipeline fixture script: its tokenizer, configs and init."""
-    path = ROOT / "scripts" / "fixtures" / "make_image_pipeline_fixtures.py"
-    spec = importlib.util.spec_from_file_location("image_fx", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def proc_status_mb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 def vm_hwm_mb() -> float:
@@ -81,7 +61,7 @@ def write(out: Path, blocks: int, vae_base: int) -> None:
     from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    fx = fixture_script()
+    fx = fixture_script("make_image_pipeline_fixtures")
     out.mkdir(parents=True, exist_ok=True)
     ids = fx.build_tokenizer(out / "tokenizer")
     te_cfg = fx.text_encoder_config(ids)

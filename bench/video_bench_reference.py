@@ -43,25 +43,19 @@ side's (see bench/video_bench.cpp):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+from reference_util import ROOT, fixture_script, proc_status_mb, quiet
 
-import numpy as np
-import torch
-from diffusers.utils import logging as diffusers_logging
+quiet()
 
-diffusers_logging.disable_progress_bar()
+import numpy as np  # noqa: E402 (after quiet(): diffusers reads the variables at import)
+import torch  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "A red fox runs through a snowy forest at dawn, soft golden light, cinematic."
 NEGATIVE = "blurry, static, overexposed, low quality"
 SEED = 42
@@ -70,20 +64,6 @@ TEXT_DIM = 512
 Z_DIM = 48
 
 
-def fixture_script():
-    """The video pipeline fixture script: its init helpers and published scheduler config."""
-    path = ROOT / "scripts" / "fixtures" / "make_video_pipeline_fixtures.py"
-    spec = importlib.util.spec_from_file_location("video_fx", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def proc_status_mb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
 
 
 def fixed_latents(frames: int, size: int) -> torch.Tensor:
@@ -98,7 +78,7 @@ def write(out: Path, blocks: int, vae_base: int, vae_decoder_base: int) -> None:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    fx = fixture_script()
+    fx = fixture_script("make_video_pipeline_fixtures")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1234)
