@@ -44,6 +44,17 @@ inline double proc_status_mb(const std::string& key) {
 }
 inline double vm_hwm_mb() { return proc_status_mb("VmHWM:"); }
 
+// A fresh folder /tmp/mmgen-<name>-XXXXXX for the run's checkpoint; empty
+// (and the reason on stderr) when it cannot be made.
+inline fs::path make_temp_dir(const std::string& name) {
+  std::string tmpl = "/tmp/mmgen-" + name + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) {
+    std::perror("mkdtemp");
+    return {};
+  }
+  return tmpl;
+}
+
 inline std::string run_capture(const std::string& cmd) {
   std::string out;
   FILE* p = popen(cmd.c_str(), "r");

@@ -210,12 +210,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  char tmpl[] = "/tmp/mmgen-image-bench-XXXXXX";
-  if (!mkdtemp(tmpl)) {
-    std::perror("mkdtemp");
-    return 1;
-  }
-  const fs::path dir = tmpl;
+  const fs::path dir = make_temp_dir("image-bench");
+  if (dir.empty()) return 1;
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   const std::string script = "'" + python + "' '" + MMGEN_IMAGE_BENCH_SCRIPT + "'";
   const std::string common = " --dir '" + dir.string() + "' --threads " + std::to_string(threads);
