@@ -584,11 +584,6 @@ void gated_rms_norm(const GatedRmsNormArgs& a, i64 r0, i64 r1) {
 
 }  // namespace
 
-#define MMGEN_CAT2(a, b) a##b
-#define MMGEN_CAT(a, b) MMGEN_CAT2(a, b)
-#define MMGEN_STR2(a) #a
-#define MMGEN_STR(a) MMGEN_STR2(a)
-
 const DeltaLoops& MMGEN_CAT(delta_loops_, MMGEN_CPU_ISA)() {
   static const DeltaLoops table{
       .isa = MMGEN_STR(MMGEN_CPU_ISA),

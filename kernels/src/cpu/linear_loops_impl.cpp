@@ -258,11 +258,6 @@ void widen(const LinearArgs& a, float* x32) {
 
 }  // namespace
 
-#define MMGEN_CAT2(a, b) a##b
-#define MMGEN_CAT(a, b) MMGEN_CAT2(a, b)
-#define MMGEN_STR2(a) #a
-#define MMGEN_STR(a) MMGEN_STR2(a)
-
 const LinearLoops& MMGEN_CAT(linear_loops_, MMGEN_CPU_ISA)() {
   static const LinearLoops table{
       .isa = MMGEN_STR(MMGEN_CPU_ISA),

@@ -538,11 +538,6 @@ void reshape_and_cache(const ReshapeAndCacheArgs& a, i64 t0, i64 t1) {
 
 }  // namespace
 
-#define MMGEN_CAT2(a, b) a##b
-#define MMGEN_CAT(a, b) MMGEN_CAT2(a, b)
-#define MMGEN_STR2(a) #a
-#define MMGEN_STR(a) MMGEN_STR2(a)
-
 const CpuLoops& MMGEN_CAT(cpu_loops_, MMGEN_CPU_ISA)() {
   static const CpuLoops table{
       .isa = MMGEN_STR(MMGEN_CPU_ISA),

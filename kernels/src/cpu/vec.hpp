@@ -257,6 +257,12 @@ MMGEN_INLINE fv vexp(fv x) {
 
 // ---- shared by the loop files ------------------------------------------------------
 
+// Each file's table is named after its ISA: MMGEN_CAT(loops_, MMGEN_CPU_ISA).
+#define MMGEN_CAT2(a, b) a##b
+#define MMGEN_CAT(a, b) MMGEN_CAT2(a, b)
+#define MMGEN_STR2(a) #a
+#define MMGEN_STR(a) MMGEN_STR2(a)
+
 using i64 = std::int64_t;
 
 // Calls f with a null pointer of the storage type for d.
