@@ -6,7 +6,6 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/exp.h>
 #include <ATen/ops/isinf.h>
-#include <ATen/ops/max.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros_like.h>
@@ -96,11 +95,9 @@ at::Tensor paged_attention_decode(const at::Tensor& q, const at::Tensor& k_cache
   // instead (flash-decoding): each item then streams whole cache rows, where
   // a head split reads one head's slice of every row and loses the
   // prefetcher (Qwen3 100 M, one sequence at 4,096 tokens: ~2x faster).
-  std::int64_t longest = 0;
-  if (B < 2 * threads && threads > 1) {
-    at::Tensor lens = context_lens.to(at::kCPU);
-    longest = lens.max().item<std::int64_t>();
-  }
+  std::int64_t longest = 0;  // the plan checked the lengths and holds them on the CPU
+  if (B < 2 * threads && threads > 1)
+    for (std::int64_t b = 0; b < B; ++b) longest = std::max<std::int64_t>(longest, p.args.context_lens[b]);
   const std::int64_t P = longest >= kMinTokensPerPartition * 2
                              ? std::min<std::int64_t>((2 * threads + B - 1) / B, longest / kMinTokensPerPartition)
                              : 1;
