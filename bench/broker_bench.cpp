@@ -2,9 +2,12 @@
 // real mmgen-broker and real mmgen-echo workers, against a direct
 // DEALER<->ROUTER echo measured in the same run:
 //   - round-trip latency p50/p99 (one job at a time) and the broker's overhead,
-//     both paths in alternating blocks; CPU time per job of each process
+//     all paths in alternating blocks: direct, a bare relay thread (the floor
+//     any middle process sets), the broker as started by default and with
+//     --pin-cpu; CPU time per job of each process
 //   - throughput in jobs/s with 1, 4 and 16 workers (pipelined submits)
 //   - a 10 MB payload round trip, through the broker and direct
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,6 +84,46 @@ class DirectEcho {
   std::thread thread_;
 };
 
+// The forwarding floor: a ROUTER->DEALER relay thread (own context, so its
+// own I/O thread, like a broker process) between a client and the direct echo.
+// It does nothing a broker must do (no journal, no events, no scheduling), so
+// the round trip through it is the least any design with a middle process
+// pays on this machine: two more TCP hops and three more thread wake-ups.
+class Relay {
+ public:
+  explicit Relay(const std::string& upstream)
+      : front_(ctx_, zmq::socket_type::router), back_(ctx_, zmq::socket_type::dealer) {
+    mmgen::zmqu::configure_router(front_, 1ll << 30);
+    mmgen::zmqu::configure_dealer(back_, 1ll << 30);
+    front_.bind("tcp://127.0.0.1:*");
+    back_.connect(upstream);
+    endpoint_ = front_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Relay() {
+    stop_ = true;
+    thread_.join();
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  void loop() {
+    zmq::pollitem_t items[] = {{front_.handle(), 0, ZMQ_POLLIN, 0}, {back_.handle(), 0, ZMQ_POLLIN, 0}};
+    while (!stop_) {
+      if (zmq::poll(items, 2, std::chrono::milliseconds(50)) <= 0) continue;
+      while (auto m = mmgen::zmqu::recv_multipart(front_, zmq::recv_flags::dontwait))
+        mmgen::zmqu::send_multipart(back_, std::move(*m), false);
+      while (auto m = mmgen::zmqu::recv_multipart(back_, zmq::recv_flags::dontwait))
+        mmgen::zmqu::send_multipart(front_, std::move(*m), false);
+    }
+  }
+  zmq::context_t ctx_;
+  zmq::socket_t front_, back_;
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 // The baseline's client: one DEALER for the whole run, like the broker
 // client's socket. Each round trip is a message shaped like a small SUBMIT.
 class DirectClient {
@@ -128,6 +172,42 @@ void broker_round_trips(mmgen::client::Client& c, int n, std::vector<double>* ou
     if (out) out->push_back(us(Clock::now() - t0));
   }
 }
+
+// One broker + one echo worker (capacity 64), and what its round trips cost.
+struct BrokerPath {
+  explicit BrokerPath(std::vector<std::string> broker_args) : stack(options(std::move(broker_args))) {
+    stack.start_broker();
+    stack.start_echo({"--capacity", "64"});
+    stack.wait_workers("echo", 1, 30s);
+    client = stack.client();
+  }
+  static mmgen::itest::StackOptions options(std::vector<std::string> broker_args) {
+    mmgen::itest::StackOptions so;
+    so.heartbeat_ms = 1000;
+    so.broker_args = std::move(broker_args);
+    return so;
+  }
+  // n round trips; with `self`, their latencies and each process's CPU are kept.
+  void measure(int n, const pid_t* self) {
+    if (!self) return broker_round_trips(*client, n, nullptr);
+    const double s0 = cpu_us(*self), b0 = cpu_us(stack.broker().pid()), w0 = cpu_us(stack.echo(0).pid());
+    broker_round_trips(*client, n, &lat);
+    cpu_client += cpu_us(*self) - s0;
+    cpu_broker += cpu_us(stack.broker().pid()) - b0;
+    cpu_worker += cpu_us(stack.echo(0).pid()) - w0;
+  }
+  void report(const char* name, double d50, double d99, double n) const {
+    const double p50 = percentile(lat, .5), p99 = percentile(lat, .99);
+    std::printf("%-38s %10.1f %10.1f %10.1f   (client %.1f, broker %.1f, echo worker %.1f)\n", name, p50, p99,
+                (cpu_client + cpu_broker + cpu_worker) / n, cpu_client / n, cpu_broker / n, cpu_worker / n);
+    std::printf("%-38s %10.1f %10.1f\n", "  broker adds", p50 - d50, p99 - d99);
+  }
+
+  mmgen::itest::Stack stack;
+  std::unique_ptr<mmgen::client::Client> client;
+  std::vector<double> lat;
+  double cpu_client = 0, cpu_broker = 0, cpu_worker = 0;
+};
 
 double broker_throughput(mmgen::client::Client& c, int jobs, int window) {
   int submitted = 0, done = 0;
@@ -190,47 +270,55 @@ int main(int argc, char** argv) {
 
   DirectEcho direct;
   DirectClient direct_client(direct.endpoint());
+  Relay relay(direct.endpoint());
+  DirectClient relay_client(relay.endpoint());
   const std::string small_body(48, 'x');
 
-  mmgen::itest::StackOptions so;
-  so.heartbeat_ms = 1000;
-  mmgen::itest::Stack stack(so);
-  stack.start_broker();
-  stack.start_echo({"--capacity", "64"});
-  stack.wait_workers("echo", 1, 30s);
-  auto c = stack.client();
+  // The broker as it starts by default, and with --pin-cpu (its loop and
+  // ZeroMQ I/O thread on one CPU, the last one this process may use).
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  sched_getaffinity(0, sizeof allowed, &allowed);
+  int last_cpu = 0;
+  for (int i = 0; i < CPU_SETSIZE; ++i)
+    if (CPU_ISSET(i, &allowed)) last_cpu = i;
+  BrokerPath plain({}), pinned({"--pin-cpu", std::to_string(last_cpu)});
+  auto& stack = plain.stack;
+  auto& c = plain.client;
 
-  // Both paths in alternating blocks, after a warm-up each, so a change in
-  // the machine's load (it is shared) affects both alike.
-  // CPU: the direct echo runs in this process; the broker path adds the
-  // broker and worker processes.
+  // All paths in alternating blocks, after a warm-up each, so a change in
+  // the machine's load (it is shared) affects them alike.
+  // CPU: the direct echo and the relay run in this process; the broker paths
+  // add the broker and worker processes.
   constexpr int kBlocks = 10;
-  std::vector<double> d_lat, b_lat;
-  double d_cpu = 0, b_cpu_self = 0, b_cpu_broker = 0, b_cpu_worker = 0;
-  const pid_t self = ::getpid(), broker_pid = stack.broker().pid(), worker_pid = stack.echo(0).pid();
+  std::vector<double> d_lat, r_lat;
+  double d_cpu = 0, r_cpu = 0;
+  const pid_t self = ::getpid();
   direct_client.round_trips(50, small_body, nullptr);
-  broker_round_trips(*c, 50, nullptr);
+  relay_client.round_trips(50, small_body, nullptr);
+  plain.measure(50, nullptr);
+  pinned.measure(50, nullptr);
   for (int b = 0; b < kBlocks; ++b) {
     double s0 = cpu_us(self);
     direct_client.round_trips(kLatencyJobs / kBlocks, small_body, &d_lat);
-    double s1 = cpu_us(self), br1 = cpu_us(broker_pid), w1 = cpu_us(worker_pid);
-    broker_round_trips(*c, kLatencyJobs / kBlocks, &b_lat);
+    double s1 = cpu_us(self);
+    relay_client.round_trips(kLatencyJobs / kBlocks, small_body, &r_lat);
     d_cpu += s1 - s0;
-    b_cpu_self += cpu_us(self) - s1;
-    b_cpu_broker += cpu_us(broker_pid) - br1;
-    b_cpu_worker += cpu_us(worker_pid) - w1;
+    r_cpu += cpu_us(self) - s1;
+    plain.measure(kLatencyJobs / kBlocks, &self);
+    pinned.measure(kLatencyJobs / kBlocks, &self);
   }
 
-  std::printf("%-34s %12s %12s\n", "round trip (1 job at a time)", "p50 us", "p99 us");
-  std::printf("%-34s %12.1f %12.1f\n", "direct DEALER<->ROUTER", percentile(d_lat, .5), percentile(d_lat, .99));
-  std::printf("%-34s %12.1f %12.1f\n", "through broker + echo worker", percentile(b_lat, .5), percentile(b_lat, .99));
-  std::printf("%-34s %12.1f %12.1f   (target p50 <= 150 us)\n", "broker adds",
-              percentile(b_lat, .5) - percentile(d_lat, .5), percentile(b_lat, .99) - percentile(d_lat, .99));
   const double n = kLatencyJobs;
-  std::printf("%-34s %12.1f   (client %.1f, broker %.1f, echo worker %.1f)\n", "CPU per job, broker path (us)",
-              (b_cpu_self + b_cpu_broker + b_cpu_worker) / n, b_cpu_self / n, b_cpu_broker / n,
-              b_cpu_worker / n);
-  std::printf("%-34s %12.1f\n\n", "CPU per job, direct (us)", d_cpu / n);
+  const double d50 = percentile(d_lat, .5), d99 = percentile(d_lat, .99);
+  std::printf("%-38s %10s %10s %10s\n", "round trip (1 job at a time)", "p50 us", "p99 us", "CPU us");
+  std::printf("%-38s %10.1f %10.1f %10.1f\n", "direct DEALER<->ROUTER", d50, d99, d_cpu / n);
+  std::printf("%-38s %10.1f %10.1f %10.1f\n", "via a bare relay (no broker logic)", percentile(r_lat, .5),
+              percentile(r_lat, .99), r_cpu / n);
+  plain.report("broker + echo worker", d50, d99, n);
+  pinned.report("broker --pin-cpu + echo worker", d50, d99, n);
+  std::printf("(target: the broker adds <= 150 us at p50; any middle process adds %.1f us here: the relay)\n\n",
+              percentile(r_lat, .5) - d50);
   if (latency_only) return 0;
 
   std::printf("%-34s %12s\n", "throughput (pipelined, 20k jobs)", "jobs/s");

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "journal_vfs.hpp"
 #include "mmgen/codec.hpp"
 
 namespace mmgen::broker {
@@ -85,6 +86,13 @@ struct Resetter {
   Statement& s;
   ~Resetter() { s.reset(); }
 };
+
+// The journal VFS holds a transaction's WAL frames back until this (see
+// journal_vfs.hpp); a commit is acknowledged only after it.
+void flush_wal(sqlite3* db) {
+  if (int rc = journal_vfs::flush(db); rc != SQLITE_OK)
+    throw JournalError(std::string("journal: writing the WAL failed: ") + sqlite3_errstr(rc));
+}
 
 void exec(sqlite3* db, const char* sql) {
   char* err = nullptr;
@@ -216,11 +224,16 @@ Journal::Journal(const std::filesystem::path& dir) : impl_(std::make_unique<Impl
   Impl& I = *impl_;
   if (sqlite3_open_v2(path.c_str(), &I.db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK)
+                      journal_vfs::name()) != SQLITE_OK)
     throw JournalError("journal: cannot open " + path + ": " +
                        (I.db ? sqlite3_errmsg(I.db) : "out of memory"));
   // Exclusive before the first access: no shared-memory index, and a second
   // broker on this directory gets SQLITE_BUSY instead of a share of our state.
+  // 1 KiB pages (new journals only; an existing file keeps its size): a job's
+  // row is a few hundred bytes, and each commit writes whole pages to the WAL,
+  // so smaller pages roughly halve the bytes per commit (measured: 14 -> 10 µs
+  // of CPU per job for the two commits).
+  exec(I.db, "PRAGMA page_size=1024");
   exec(I.db, "PRAGMA locking_mode=EXCLUSIVE");
   try {
     exec(I.db, "PRAGMA journal_mode=WAL");
@@ -233,6 +246,7 @@ Journal::Journal(const std::filesystem::path& dir) : impl_(std::make_unique<Impl
   exec(I.db, "PRAGMA wal_autocheckpoint=10000");
   exec(I.db, "PRAGMA cache_size=-16384");
   exec(I.db, kSchema);
+  flush_wal(I.db);
 
   auto prep = [&](const std::string& sql) { return std::make_unique<Statement>(I.db, sql.c_str()); };
   I.begin = prep("BEGIN");
@@ -338,6 +352,7 @@ void Journal::commit() {
   if (!I.in_tx) return;
   I.in_tx = false;  // even if COMMIT fails, the next write must start a new transaction
   I.commit->run();
+  flush_wal(I.db);  // only now is the transaction in the kernel, safe from a SIGKILL
 }
 
 bool Journal::in_transaction() const { return impl_->in_tx; }

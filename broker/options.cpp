@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include <sched.h>
+
 #include <charconv>
 #include <limits>
 #include <stdexcept>
@@ -109,6 +111,8 @@ const std::vector<Flag>& flags() {
        [](Options& o, std::string_view v) {
          o.jobs_in_memory = parse_number<std::uint32_t>("--jobs-in-memory", v, 0, 10'000'000);
        }},
+      {"--pin-cpu", "PIN_CPU", "N      run the loop and its ZeroMQ I/O thread on CPU N only (default: not pinned)",
+       [](Options& o, std::string_view v) { o.pin_cpu = parse_number<int>("--pin-cpu", v, 0, CPU_SETSIZE - 1); }},
   };
   return table;
 }

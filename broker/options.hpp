@@ -26,6 +26,7 @@ struct Options {
   std::uint64_t max_input_bytes = 64ull << 20;
   std::uint64_t max_result_bytes = 256ull << 20;
   std::uint32_t jobs_in_memory = 10000;  // final jobs kept in memory; older ones from the journal
+  int pin_cpu = -1;  // >= 0: the loop and its ZeroMQ I/O thread run on this CPU only
 };
 
 struct ParsedOptions {

@@ -32,6 +32,7 @@ TEST(BrokerOptions, Defaults) {
   EXPECT_EQ(o.result_ttl_s, 86400);
   EXPECT_EQ(o.max_input_bytes, 64ull << 20);
   EXPECT_EQ(o.max_result_bytes, 256ull << 20);
+  EXPECT_EQ(o.pin_cpu, -1) << "not pinned unless asked";
 }
 
 TEST(BrokerOptions, FlagsEnvironmentAndPrecedence) {
@@ -49,6 +50,8 @@ TEST(BrokerOptions, FlagsEnvironmentAndPrecedence) {
   EXPECT_EQ(p.options.services, (std::vector<std::string>{"echo", "audio"}));
   EXPECT_EQ(p.options.queue_limit, 5u);
   EXPECT_EQ(parse({"--http", "0"}).options.http_port, 0) << "0 disables HTTP";
+  EXPECT_EQ(parse({"--pin-cpu", "1"}).options.pin_cpu, 1);
+  EXPECT_EQ(parse({}, {{"MMGEN_BROKER_PIN_CPU", "0"}}).options.pin_cpu, 0);
 }
 
 TEST(BrokerOptions, BadInputIsAnError) {
@@ -58,6 +61,8 @@ TEST(BrokerOptions, BadInputIsAnError) {
   EXPECT_NE(parse({"--liveness", "0"}).error, "");
   EXPECT_NE(parse({"--http", "99999"}).error, "");
   EXPECT_NE(parse({"--workers", "localhost"}).error, "");
+  EXPECT_NE(parse({"--pin-cpu", "-1"}).error, "");
+  EXPECT_NE(parse({"--pin-cpu", "99999"}).error, "");
   auto env = parse({}, {{"MMGEN_BROKER_MAX_ATTEMPTS", "x"}});
   EXPECT_NE(env.error.find("MMGEN_BROKER_MAX_ATTEMPTS"), std::string::npos) << env.error;
 }
@@ -68,7 +73,7 @@ TEST(BrokerOptions, Help) {
   const std::string u = usage();
   for (const char* f : {"--clients", "--workers", "--http", "--data", "--services", "--heartbeat-ms",
                         "--liveness", "--max-attempts", "--queue-limit", "--result-ttl-s",
-                        "--max-input-bytes", "--max-result-bytes", "MMGEN_BROKER_DATA"})
+                        "--max-input-bytes", "--max-result-bytes", "--pin-cpu", "MMGEN_BROKER_DATA"})
     EXPECT_NE(u.find(f), std::string::npos) << f;
 }
 

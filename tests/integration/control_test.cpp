@@ -1,6 +1,11 @@
 // Backpressure, cancel, timeout, and hostile traffic against real processes.
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <random>
 
 #include "harness.hpp"
@@ -177,6 +182,50 @@ TEST(Control, MalformedFloodDoesNotDisturbRealJobs) {
   }
   EXPECT_GT(errors, 0);
   EXPECT_TRUE(stack.broker().running()) << stack.logs();
+}
+
+
+// --pin-cpu puts the loop thread and libzmq's I/O thread on one CPU and
+// leaves the HTTP thread free; the broker serves as usual.
+TEST(Control, PinCpuPinsTheLoopAndIoThreadOnly) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  int cpu = 0;
+  while (!CPU_ISSET(cpu, &allowed)) ++cpu;
+  StackOptions o;
+  o.broker_args = {"--pin-cpu", std::to_string(cpu)};
+  Stack stack(o);
+  stack.start_broker();
+  stack.start_echo();
+  stack.wait_workers("echo", 1);
+  auto c = stack.client();
+  auto ev = must(c->submit_and_wait(echo_job({{"text", "pinned"}}), {}, 5s), stack, "ACCEPTED");
+  EXPECT_EQ(must(c->wait_terminal(ev.job, 10s), stack, "RESULT").kind, proto::EventCmd::Result);
+
+  // thread name -> Cpus_allowed_list, from /proc
+  std::map<std::string, std::string> cpus;
+  const auto task = std::filesystem::path("/proc") / std::to_string(stack.broker().pid()) / "task";
+  for (const auto& t : std::filesystem::directory_iterator(task)) {
+    std::string comm, line;
+    std::getline(std::ifstream(t.path() / "comm"), comm);
+    std::ifstream status(t.path() / "status");
+    while (std::getline(status, line))
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) cpus[comm + "#" + t.path().filename().string()] = line.substr(line.find_first_not_of(" \t", 18));
+  }
+  int pinned = 0, free = 0;
+  for (const auto& [name, list] : cpus) {
+    (list == std::to_string(cpu) ? pinned : free) += 1;
+    const bool must_pin = name.rfind("ZMQbg/IO", 0) == 0 ||
+                          name == "mmgen-broker#" + std::to_string(stack.broker().pid());  // the main thread
+    if (must_pin) {
+      EXPECT_EQ(list, std::to_string(cpu)) << name;
+    }
+  }
+  EXPECT_GE(pinned, 2) << "the loop and the I/O thread";
+  if (CPU_COUNT(&allowed) > 1) {
+    EXPECT_GE(free, 1) << "the HTTP thread is not pinned";
+  }
 }
 
 }  // namespace
