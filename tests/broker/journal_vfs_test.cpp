@@ -93,6 +93,10 @@ TEST_F(JournalVfs, ReadsAndCheckpointsSeeHeldFrames) {
   exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)");
   EXPECT_EQ(vfs::held_bytes(db_), 0);
   EXPECT_EQ(rows_after_crash(dir_.path(), scratch_.path() / "a"), 200);
+  // The next commit restarts the WAL: a new header at offset 0, then frames.
+  exec(db_, "INSERT INTO t VALUES (randomblob(10))");
+  ASSERT_EQ(vfs::flush(db_), SQLITE_OK);
+  EXPECT_EQ(rows_after_crash(dir_.path(), scratch_.path() / "b"), 201);
 }
 
 TEST_F(JournalVfs, ABigTransactionGoesOutInPieces) {
