@@ -2,6 +2,11 @@
 // keys are the member names; decode with bounds and field-naming errors.
 #include "mmgen/codec.hpp"
 
+#include <concepts>
+#include <limits>
+#include <optional>
+#include <type_traits>
+
 #include "msgpack_body.hpp"
 
 namespace mmgen::proto {
@@ -64,275 +69,18 @@ Frames make_message(std::string_view protocol, std::uint8_t command, const std::
   return f;
 }
 
-// ---- encode --------------------------------------------------------------------
+// ---- bodies: one field table per message ---------------------------------------
+//
+// `fields(f, m)` lists a message's map entries in wire order, each with the
+// default an absent key decodes to and the check a decoded value must pass.
+// Three visitors walk the same table: Counter (the map's size), Writer
+// (encode) and Reader (decode), so the two directions cannot drift apart.
 namespace {
 
-template <class Fn>
-std::string pack(Fn&& fn) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
-  fn(pk);
-  return {buf.data(), buf.size()};
-}
+// Value checks on decode; `field` is the name errors use ("jobs[2].state" when nested).
+using Check = void (*)(const std::string& field, const std::string& value);
 
-void key(Packer& pk, std::string_view k) { MapWriter(pk).key(k); }
-
-void pack_error_fields(MapWriter& w, const Error& e) {
-  w.u64("req", e.req);
-  w.str("job", e.job);
-  w.str("code", to_string(e.code));
-  w.str("message", e.message);
-}
-
-void pack_job_info(Packer& pk, const JobInfo& j) {
-  pk.pack_map(j.error ? 13 : 12);
-  MapWriter w(pk);
-  w.u64("req", j.req);
-  w.str("job", j.job);
-  w.str("service", j.service);
-  w.str("model", j.model);
-  w.str("state", to_string(j.state));
-  w.i64("priority", j.priority);
-  w.u64("attempts", j.attempts);
-  w.u64("position", j.position);
-  w.str("waiting_for", j.waiting_for);
-  w.str("worker", j.worker);
-  w.f64("created_s", j.created_s);
-  w.f64("updated_s", j.updated_s);
-  if (j.error) {
-    key(pk, "error");
-    pk.pack_map(4);
-    MapWriter ew(pk);
-    pack_error_fields(ew, *j.error);
-  }
-}
-
-}  // namespace
-
-std::string encode(const Submit& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(8);
-    MapWriter w(pk);
-    w.u64("req", m.req);
-    w.str("service", m.service);
-    w.str("model", m.model);
-    key(pk, "params");
-    detail::pack_value_map(pk, m.params);
-    key(pk, "inputs");
-    detail::pack_blobs(pk, m.inputs);
-    w.i64("priority", m.priority);
-    w.u64("timeout_ms", m.timeout_ms);
-    w.str("key", m.key);
-  });
-}
-
-std::string encode(const JobRef& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(2);
-    MapWriter w(pk);
-    w.u64("req", m.req);
-    w.str("job", m.job);
-  });
-}
-
-std::string encode(const ListReq& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(3);
-    MapWriter w(pk);
-    w.u64("req", m.req);
-    w.str("service", m.service);
-    w.u64("limit", m.limit);
-  });
-}
-
-std::string encode(const WorkersReq& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(1);
-    MapWriter(pk).u64("req", m.req);
-  });
-}
-
-std::string encode(const Accepted& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(3);
-    MapWriter w(pk);
-    w.u64("req", m.req);
-    w.str("job", m.job);
-    w.boolean("existing", m.existing);
-  });
-}
-
-std::string encode(const Queued& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(3);
-    MapWriter w(pk);
-    w.str("job", m.job);
-    w.u64("position", m.position);
-    w.str("waiting_for", m.waiting_for);
-  });
-}
-
-std::string encode(const Started& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(3);
-    MapWriter w(pk);
-    w.str("job", m.job);
-    w.str("worker", m.worker);
-    w.u64("attempt", m.attempt);
-  });
-}
-
-std::string encode(const Progress& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(m.preview ? 6 : 5);
-    MapWriter w(pk);
-    w.str("job", m.job);
-    w.u64("step", m.step);
-    w.u64("total", m.total);
-    w.f64("eta_s", m.eta_s);
-    w.str("message", m.message);
-    if (m.preview) {
-      key(pk, "preview");
-      detail::pack_blob(pk, *m.preview);
-    }
-  });
-}
-
-std::string encode(const Partial& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(3);
-    MapWriter w(pk);
-    w.str("job", m.job);
-    w.u64("seq", m.seq);
-    key(pk, "data");
-    detail::pack_value_map(pk, m.data);
-  });
-}
-
-std::string encode(const Result& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(4);
-    MapWriter w(pk);
-    w.str("job", m.job);
-    key(pk, "outputs");
-    detail::pack_blobs(pk, m.outputs);
-    key(pk, "data");
-    detail::pack_value_map(pk, m.data);
-    key(pk, "metrics");
-    detail::pack_value_map(pk, m.metrics);
-  });
-}
-
-std::string encode(const Error& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(4);
-    MapWriter w(pk);
-    pack_error_fields(w, m);
-  });
-}
-
-std::string encode(const Cancelled& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(1);
-    MapWriter(pk).str("job", m.job);
-  });
-}
-
-std::string encode(const JobInfo& m) {
-  return pack([&](Packer& pk) { pack_job_info(pk, m); });
-}
-
-std::string encode(const JobList& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(2);
-    MapWriter(pk).u64("req", m.req);
-    key(pk, "jobs");
-    pk.pack_array(static_cast<std::uint32_t>(m.jobs.size()));
-    for (const auto& j : m.jobs) pack_job_info(pk, j);
-  });
-}
-
-std::string encode(const WorkerList& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(2);
-    MapWriter(pk).u64("req", m.req);
-    key(pk, "services");
-    pk.pack_array(static_cast<std::uint32_t>(m.services.size()));
-    for (const auto& s : m.services) {
-      pk.pack_map(6);
-      MapWriter w(pk);
-      w.str("service", s.service);
-      w.u64("workers", s.workers);
-      key(pk, "models");
-      detail::pack_strings(pk, s.models);
-      w.u64("capacity", s.capacity);
-      w.u64("load", s.load);
-      w.u64("queued", s.queued);
-    }
-  });
-}
-
-std::string encode(const Ready& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(6);
-    MapWriter w(pk);
-    w.str("service", m.service);
-    key(pk, "models");
-    detail::pack_strings(pk, m.models);
-    w.u64("capacity", m.capacity);
-    w.str("device", m.device);
-    w.str("version", m.version);
-    w.str("name", m.name);
-  });
-}
-
-std::string encode(const JobAssign& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(7);
-    MapWriter w(pk);
-    w.str("job", m.job);
-    w.str("service", m.service);
-    w.str("model", m.model);
-    key(pk, "params");
-    detail::pack_value_map(pk, m.params);
-    key(pk, "inputs");
-    detail::pack_blobs(pk, m.inputs);
-    w.u64("attempt", m.attempt);
-    w.u64("timeout_ms", m.timeout_ms);
-  });
-}
-
-std::string encode(const Heartbeat&) {
-  return pack([&](Packer& pk) { pk.pack_map(0); });
-}
-
-std::string encode(const CancelJob& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(1);
-    MapWriter(pk).str("job", m.job);
-  });
-}
-
-std::string encode(const Disconnect& m) {
-  return pack([&](Packer& pk) {
-    pk.pack_map(1);
-    MapWriter(pk).str("reason", m.reason);
-  });
-}
-
-std::string encode(const ValueMap& m) {
-  return pack([&](Packer& pk) { detail::pack_value_map(pk, m); });
-}
-
-// ---- decode --------------------------------------------------------------------
-namespace {
-
-// Model names: short and printable; they may look like "Qwen/Qwen3-8B" or "org:name".
-void check_name(const std::string& field, const std::string& v, bool allow_empty) {
-  if (v.empty()) {
-    if (allow_empty) return;
-    invalid("field '" + field + "' must not be empty");
-  }
+void check_name_chars(const std::string& field, const std::string& v) {
   if (v.size() > 128) invalid("field '" + field + "' is longer than 128 characters");
   for (char c : v) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -340,248 +88,362 @@ void check_name(const std::string& field, const std::string& v, bool allow_empty
     if (!ok) invalid("field '" + field + "' has a character outside [A-Za-z0-9_.:/-]");
   }
 }
-
+// Model names: short and printable; they may look like "Qwen/Qwen3-8B" or "org:name".
+void model_name(const std::string& field, const std::string& v) { check_name_chars(field, v); }
+void model_name_required(const std::string& field, const std::string& v) {
+  if (v.empty()) invalid("field '" + field + "' must not be empty");
+  check_name_chars(field, v);
+}
 // Service names are also metric labels and log values: lower-case words only.
-void check_service(const std::string& field, const std::string& v, bool allow_empty) {
-  if (v.empty()) {
-    if (allow_empty) return;
-    invalid("field '" + field + "' must not be empty");
-  }
+void service_name(const std::string& field, const std::string& v) {
+  if (v.empty()) return;
   if (v.size() > 64) invalid("field '" + field + "' is longer than 64 characters");
   for (char c : v)
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
       invalid("field '" + field + "' must match [a-z0-9_-]{1,64}");
 }
-
-void check_job(const std::string& job) {
-  if (job.empty()) invalid("field 'job' must not be empty");
-  if (job.size() > 64) invalid("field 'job' is longer than 64 characters");
+void service_name_required(const std::string& field, const std::string& v) {
+  if (v.empty()) invalid("field '" + field + "' must not be empty");
+  service_name(field, v);
+}
+void job_id(const std::string& field, const std::string& v) {
+  if (v.empty()) invalid("field '" + field + "' must not be empty");
+  if (v.size() > 64) invalid("field '" + field + "' is longer than 64 characters");
+}
+void idempotency_key(const std::string& field, const std::string& v) {
+  if (v.size() > 256) invalid("field '" + field + "' is longer than 256 characters");
 }
 
-std::uint32_t u32(const MapReader& r, std::string_view k, std::uint32_t def = 0) {
-  auto v = r.u64(k, def);
-  if (v > UINT32_MAX) invalid("field '" + r.field(k) + "' out of range");
-  return static_cast<std::uint32_t>(v);
+struct Range {
+  std::int64_t lo, hi;
+};
+constexpr Range kAny{0, 0};  // lo == hi == 0: no range check
+
+// Counts the entries a message will have (optional ones only when present).
+struct Counter {
+  std::uint32_t n = 0;
+  template <class T> void u64(std::string_view, const T&, std::uint64_t = 0, Range = kAny) { ++n; }
+  template <class T> void i64(std::string_view, const T&, std::int64_t = 0, Range = kAny) { ++n; }
+  void f64(std::string_view, const double&, double = 0) { ++n; }
+  void boolean(std::string_view, const bool&) { ++n; }
+  void str(std::string_view, const std::string&, Check = nullptr) { ++n; }
+  void code(std::string_view, const ErrorCode&) { ++n; }
+  void state(std::string_view, const JobState&) { ++n; }
+  void strings(std::string_view, const std::vector<std::string>&, Check = nullptr) { ++n; }
+  void values(std::string_view, const ValueMap&) { ++n; }
+  void blobs(std::string_view, const std::vector<BlobMeta>&) { ++n; }
+  void blob(std::string_view, const std::optional<BlobMeta>& b) { n += b ? 1 : 0; }
+  template <class M> void nested(std::string_view, const std::optional<M>& m) { n += m ? 1 : 0; }
+  template <class M> void list(std::string_view, const std::vector<M>&) { ++n; }
+};
+
+template <class M> void fields(auto& f, M& m);  // one overload set per message, below
+
+template <class M> std::uint32_t count(const M& m) {
+  Counter c;
+  fields(c, m);
+  return c.n;
 }
 
-Error read_error(const MapReader& r) {
-  Error e;
-  e.req = r.u64("req");
-  e.job = r.str("job");
-  e.code = error_code_from_string(r.str("code", "internal"));
-  e.message = r.str("message");
-  return e;
+class Writer {
+ public:
+  explicit Writer(Packer& pk) : pk_(pk), w_(pk) {}
+  template <class T> void u64(std::string_view k, const T& v, std::uint64_t = 0, Range = kAny) { w_.u64(k, v); }
+  template <class T> void i64(std::string_view k, const T& v, std::int64_t = 0, Range = kAny) { w_.i64(k, v); }
+  void f64(std::string_view k, const double& v, double = 0) { w_.f64(k, v); }
+  void boolean(std::string_view k, const bool& v) { w_.boolean(k, v); }
+  void str(std::string_view k, const std::string& v, Check = nullptr) { w_.str(k, v); }
+  void code(std::string_view k, const ErrorCode& v) { w_.str(k, to_string(v)); }
+  void state(std::string_view k, const JobState& v) { w_.str(k, to_string(v)); }
+  void strings(std::string_view k, const std::vector<std::string>& v, Check = nullptr) {
+    w_.key(k);
+    detail::pack_strings(pk_, v);
+  }
+  void values(std::string_view k, const ValueMap& v) {
+    w_.key(k);
+    detail::pack_value_map(pk_, v);
+  }
+  void blobs(std::string_view k, const std::vector<BlobMeta>& v) {
+    w_.key(k);
+    detail::pack_blobs(pk_, v);
+  }
+  void blob(std::string_view k, const std::optional<BlobMeta>& b) {
+    if (!b) return;
+    w_.key(k);
+    detail::pack_blob(pk_, *b);
+  }
+  template <class M> void nested(std::string_view k, const std::optional<M>& m) {
+    if (!m) return;
+    w_.key(k);
+    write(*m);
+  }
+  template <class M> void list(std::string_view k, const std::vector<M>& v) {
+    w_.key(k);
+    pk_.pack_array(static_cast<std::uint32_t>(v.size()));
+    for (const auto& m : v) write(m);
+  }
+  template <class M> void write(const M& m) {
+    pk_.pack_map(count(m));
+    fields(*this, m);
+  }
+
+ private:
+  Packer& pk_;
+  MapWriter w_;
+};
+
+class Reader {
+ public:
+  explicit Reader(const MapReader& r) : r_(r) {}
+  template <class T> void u64(std::string_view k, T& v, std::uint64_t def = 0, Range range = kAny) {
+    const std::uint64_t x = r_.u64(k, def);
+    if (x > std::numeric_limits<T>::max()) invalid("field '" + r_.field(k) + "' out of range");
+    if (range.lo != range.hi && (x < std::uint64_t(range.lo) || x > std::uint64_t(range.hi)))
+      out_of(k, range, std::to_string(x));
+    v = static_cast<T>(x);
+  }
+  template <class T> void i64(std::string_view k, T& v, std::int64_t def = 0, Range range = kAny) {
+    const std::int64_t x = r_.i64(k, def);
+    if (range.lo != range.hi && (x < range.lo || x > range.hi)) out_of(k, range, std::to_string(x));
+    if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max())
+      invalid("field '" + r_.field(k) + "' out of range");
+    v = static_cast<T>(x);
+  }
+  void f64(std::string_view k, double& v, double def = 0) { v = r_.f64(k, def); }
+  void boolean(std::string_view k, bool& v) { v = r_.boolean(k); }
+  void str(std::string_view k, std::string& v, Check check = nullptr) {
+    v = r_.str(k);
+    if (check) check(r_.field(k), v);
+  }
+  void code(std::string_view k, ErrorCode& v) { v = error_code_from_string(r_.str(k, "internal")); }
+  void state(std::string_view k, JobState& v) {
+    const std::string s = r_.str(k, "queued");
+    auto st = job_state_from_string(s);
+    if (!st) invalid("field '" + r_.field(k) + "': unknown state '" + s + "'");
+    v = *st;
+  }
+  void strings(std::string_view k, std::vector<std::string>& v, Check each = nullptr) {
+    v = r_.strings(k);
+    if (each)
+      for (const auto& s : v) each(r_.field(k), s);
+  }
+  void values(std::string_view k, ValueMap& v) { v = r_.value_map(k); }
+  void blobs(std::string_view k, std::vector<BlobMeta>& v) { v = r_.blobs(k); }
+  void blob(std::string_view k, std::optional<BlobMeta>& b) {
+    b.reset();
+    if (auto m = r_.map(k)) b = detail::to_blob(*m);
+  }
+  template <class M> void nested(std::string_view k, std::optional<M>& m) {
+    m.reset();
+    if (auto r = r_.map(k)) m = read<M>(*r);
+  }
+  template <class M> void list(std::string_view k, std::vector<M>& v) {
+    v.clear();
+    for (const auto& r : r_.maps(k)) v.push_back(read<M>(r));
+  }
+  template <class M> static M read(const MapReader& r) {
+    M m;
+    Reader rd(r);
+    fields(rd, m);
+    return m;
+  }
+
+ private:
+  [[noreturn]] void out_of(std::string_view k, Range range, const std::string& got) const {
+    invalid("field '" + r_.field(k) + "' must be in [" + std::to_string(range.lo) + ", " +
+            std::to_string(range.hi) + "], got " + got);
+  }
+  const MapReader& r_;
+};
+
+// The tables. `m` is const when encoding, so every line works both ways.
+template <class M> requires std::same_as<std::remove_const_t<M>, Submit>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.str("service", m.service, service_name_required);
+  f.str("model", m.model, model_name);
+  f.values("params", m.params);
+  f.blobs("inputs", m.inputs);
+  f.i64("priority", m.priority, kDefaultPriority, Range{kMinPriority, kMaxPriority});
+  f.u64("timeout_ms", m.timeout_ms);
+  f.str("key", m.key, idempotency_key);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, JobRef>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.str("job", m.job, job_id);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, ListReq>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.str("service", m.service, service_name);
+  f.u64("limit", m.limit, 50, Range{1, 10000});
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, WorkersReq>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Accepted>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.str("job", m.job, job_id);
+  f.boolean("existing", m.existing);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Queued>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+  f.u64("position", m.position);
+  f.str("waiting_for", m.waiting_for);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Started>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+  f.str("worker", m.worker);
+  f.u64("attempt", m.attempt, 1);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Progress>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+  f.u64("step", m.step);
+  f.u64("total", m.total);
+  f.f64("eta_s", m.eta_s, -1);
+  f.str("message", m.message);
+  f.blob("preview", m.preview);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Partial>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+  f.u64("seq", m.seq);
+  f.values("data", m.data);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Result>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+  f.blobs("outputs", m.outputs);
+  f.values("data", m.data);
+  f.values("metrics", m.metrics);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Error>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.str("job", m.job);  // empty when the error is about a request, not a job
+  f.code("code", m.code);
+  f.str("message", m.message);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Cancelled>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, JobInfo>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.str("job", m.job);
+  f.str("service", m.service);
+  f.str("model", m.model);
+  f.state("state", m.state);
+  f.i64("priority", m.priority, kDefaultPriority);
+  f.u64("attempts", m.attempts);
+  f.u64("position", m.position);
+  f.str("waiting_for", m.waiting_for);
+  f.str("worker", m.worker);
+  f.f64("created_s", m.created_s);
+  f.f64("updated_s", m.updated_s);
+  f.nested("error", m.error);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, JobList>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.list("jobs", m.jobs);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, ServiceInfo>
+void fields(auto& f, M& m) {
+  f.str("service", m.service);
+  f.u64("workers", m.workers);
+  f.strings("models", m.models);
+  f.u64("capacity", m.capacity);
+  f.u64("load", m.load);
+  f.u64("queued", m.queued);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, WorkerList>
+void fields(auto& f, M& m) {
+  f.u64("req", m.req);
+  f.list("services", m.services);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Ready>
+void fields(auto& f, M& m) {
+  f.str("service", m.service, service_name_required);
+  f.strings("models", m.models, model_name_required);
+  f.u64("capacity", m.capacity, 1, Range{1, 1024});
+  f.str("device", m.device);
+  f.str("version", m.version);
+  f.str("name", m.name);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, JobAssign>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+  f.str("service", m.service);
+  f.str("model", m.model);
+  f.values("params", m.params);
+  f.blobs("inputs", m.inputs);
+  f.u64("attempt", m.attempt, 1);
+  f.u64("timeout_ms", m.timeout_ms);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Heartbeat>
+void fields(auto&, M&) {}
+template <class M> requires std::same_as<std::remove_const_t<M>, CancelJob>
+void fields(auto& f, M& m) {
+  f.str("job", m.job, job_id);
+}
+template <class M> requires std::same_as<std::remove_const_t<M>, Disconnect>
+void fields(auto& f, M& m) {
+  f.str("reason", m.reason);
 }
 
-JobInfo read_job_info(const MapReader& r) {
-  JobInfo j;
-  j.req = r.u64("req");
-  j.job = r.str("job");
-  j.service = r.str("service");
-  j.model = r.str("model");
-  auto st = r.str("state", "queued");
-  auto s = job_state_from_string(st);
-  if (!s) invalid("field '" + r.field("state") + "': unknown state '" + st + "'");
-  j.state = *s;
-  j.priority = static_cast<int>(r.i64("priority", kDefaultPriority));
-  j.attempts = u32(r, "attempts");
-  j.position = u32(r, "position");
-  j.waiting_for = r.str("waiting_for");
-  j.worker = r.str("worker");
-  j.created_s = r.f64("created_s");
-  j.updated_s = r.f64("updated_s");
-  if (auto e = r.map("error")) j.error = read_error(*e);
-  return j;
+template <class M> std::string encode_fields(const M& m) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  Writer(pk).write(m);
+  return {buf.data(), buf.size()};
 }
 
-template <class Fn>
-void with_body(std::string_view body, const Limits& limits, Fn&& fn) {
+template <class M> void decode_fields(std::string_view body, M& out, const Limits& limits) {
   auto oh = detail::unpack_map(body, limits);
-  MapReader r(oh.get(), "");
-  fn(r);
+  out = Reader::read<M>(MapReader(oh.get(), ""));
 }
 
 }  // namespace
 
-void decode(std::string_view body, Submit& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.req = r.u64("req");
-    out.service = r.str("service");
-    check_service("service", out.service, false);
-    out.model = r.str("model");
-    check_name("model", out.model, true);
-    out.params = r.value_map("params");
-    out.inputs = r.blobs("inputs");
-    auto p = r.i64("priority", kDefaultPriority);
-    if (p < kMinPriority || p > kMaxPriority)
-      invalid("field 'priority' must be in [0, 9], got " + std::to_string(p));
-    out.priority = static_cast<int>(p);
-    out.timeout_ms = r.u64("timeout_ms");
-    out.key = r.str("key");
-    if (out.key.size() > 256) invalid("field 'key' is longer than 256 characters");
-  });
-}
+#define MMGEN_CODEC_MESSAGE(T)                                                                 \
+  std::string encode(const T& m) { return encode_fields(m); }                                  \
+  void decode(std::string_view body, T& out, const Limits& limits) { decode_fields(body, out, limits); }
+MMGEN_CODEC_MESSAGE(Submit)
+MMGEN_CODEC_MESSAGE(JobRef)
+MMGEN_CODEC_MESSAGE(ListReq)
+MMGEN_CODEC_MESSAGE(WorkersReq)
+MMGEN_CODEC_MESSAGE(Accepted)
+MMGEN_CODEC_MESSAGE(Queued)
+MMGEN_CODEC_MESSAGE(Started)
+MMGEN_CODEC_MESSAGE(Progress)
+MMGEN_CODEC_MESSAGE(Partial)
+MMGEN_CODEC_MESSAGE(Result)
+MMGEN_CODEC_MESSAGE(Error)
+MMGEN_CODEC_MESSAGE(Cancelled)
+MMGEN_CODEC_MESSAGE(JobInfo)
+MMGEN_CODEC_MESSAGE(JobList)
+MMGEN_CODEC_MESSAGE(WorkerList)
+MMGEN_CODEC_MESSAGE(Ready)
+MMGEN_CODEC_MESSAGE(JobAssign)
+MMGEN_CODEC_MESSAGE(Heartbeat)
+MMGEN_CODEC_MESSAGE(CancelJob)
+MMGEN_CODEC_MESSAGE(Disconnect)
+#undef MMGEN_CODEC_MESSAGE
 
-void decode(std::string_view body, JobRef& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.req = r.u64("req");
-    out.job = r.str("job");
-    check_job(out.job);
-  });
-}
-
-void decode(std::string_view body, ListReq& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.req = r.u64("req");
-    out.service = r.str("service");
-    check_service("service", out.service, true);
-    out.limit = u32(r, "limit", 50);
-    if (out.limit == 0 || out.limit > 10000) invalid("field 'limit' must be in [1, 10000]");
-  });
-}
-
-void decode(std::string_view body, WorkersReq& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) { out.req = r.u64("req"); });
-}
-
-void decode(std::string_view body, Accepted& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.req = r.u64("req");
-    out.job = r.str("job");
-    check_job(out.job);
-    out.existing = r.boolean("existing");
-  });
-}
-
-void decode(std::string_view body, Queued& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-    out.position = u32(r, "position");
-    out.waiting_for = r.str("waiting_for");
-  });
-}
-
-void decode(std::string_view body, Started& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-    out.worker = r.str("worker");
-    out.attempt = u32(r, "attempt", 1);
-  });
-}
-
-void decode(std::string_view body, Progress& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-    out.step = u32(r, "step");
-    out.total = u32(r, "total");
-    out.eta_s = r.f64("eta_s", -1);
-    out.message = r.str("message");
-    if (auto p = r.map("preview")) out.preview = detail::to_blob(*p);
-  });
-}
-
-void decode(std::string_view body, Partial& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-    out.seq = r.u64("seq");
-    out.data = r.value_map("data");
-  });
-}
-
-void decode(std::string_view body, Result& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-    out.outputs = r.blobs("outputs");
-    out.data = r.value_map("data");
-    out.metrics = r.value_map("metrics");
-  });
-}
-
-void decode(std::string_view body, Error& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) { out = read_error(r); });
-}
-
-void decode(std::string_view body, Cancelled& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-  });
-}
-
-void decode(std::string_view body, JobInfo& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) { out = read_job_info(r); });
-}
-
-void decode(std::string_view body, JobList& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.req = r.u64("req");
-    out.jobs.clear();
-    for (const auto& j : r.maps("jobs")) out.jobs.push_back(read_job_info(j));
-  });
-}
-
-void decode(std::string_view body, WorkerList& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.req = r.u64("req");
-    out.services.clear();
-    for (const auto& s : r.maps("services")) {
-      ServiceInfo si;
-      si.service = s.str("service");
-      si.workers = u32(s, "workers");
-      si.models = s.strings("models");
-      si.capacity = u32(s, "capacity");
-      si.load = u32(s, "load");
-      si.queued = u32(s, "queued");
-      out.services.push_back(std::move(si));
-    }
-  });
-}
-
-void decode(std::string_view body, Ready& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.service = r.str("service");
-    check_service("service", out.service, false);
-    out.models = r.strings("models");
-    for (const auto& m : out.models) check_name("models", m, false);
-    out.capacity = u32(r, "capacity", 1);
-    if (out.capacity < 1 || out.capacity > 1024) invalid("field 'capacity' must be in [1, 1024]");
-    out.device = r.str("device");
-    out.version = r.str("version");
-    out.name = r.str("name");
-  });
-}
-
-void decode(std::string_view body, JobAssign& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-    out.service = r.str("service");
-    out.model = r.str("model");
-    out.params = r.value_map("params");
-    out.inputs = r.blobs("inputs");
-    out.attempt = u32(r, "attempt", 1);
-    out.timeout_ms = r.u64("timeout_ms");
-  });
-}
-
-void decode(std::string_view body, Heartbeat&, const Limits& limits) {
-  with_body(body, limits, [](const MapReader&) {});
-}
-
-void decode(std::string_view body, CancelJob& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) {
-    out.job = r.str("job");
-    check_job(out.job);
-  });
-}
-
-void decode(std::string_view body, Disconnect& out, const Limits& limits) {
-  with_body(body, limits, [&](const MapReader& r) { out.reason = r.str("reason"); });
+// A bare map (params, data): no table, any keys.
+std::string encode(const ValueMap& m) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  detail::pack_value_map(pk, m);
+  return {buf.data(), buf.size()};
 }
 
 void decode(std::string_view body, ValueMap& out, const Limits& limits) {
