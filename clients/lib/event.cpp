@@ -1,6 +1,7 @@
 // Decoding of broker -> client messages into client::Event.
 #include <cstdio>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -12,9 +13,20 @@ namespace {
 
 using proto::EventCmd;
 
+// Decodes the body as T and lifts what every event exposes: the job id and
+// the request id where T has them, and the blobs T describes (only RESULT
+// and PROGRESS carry any; other messages must come without).
 template <class T>
-T body_as(const proto::Envelope& env, const proto::Limits& limits) {
-  return proto::decode_as<T>(env.body_view(), limits);
+void take(Event& ev, const proto::Envelope& env, const proto::Limits& limits,
+          std::vector<proto::BlobMeta>& described) {
+  auto b = proto::decode_as<T>(env.body_view(), limits);
+  if constexpr (requires { b.job; }) ev.job = b.job;
+  if constexpr (requires { b.req; }) ev.req = b.req;
+  if constexpr (std::is_same_v<T, proto::Result>) described = b.outputs;
+  if constexpr (std::is_same_v<T, proto::Progress>) {
+    if (b.preview) described.push_back(*b.preview);
+  }
+  ev.body = std::move(b);
 }
 
 }  // namespace
@@ -30,77 +42,17 @@ Event decode_event(proto::Frames&& frames, const proto::Limits& limits) {
   // Only RESULT and PROGRESS carry blobs; any other message must have none.
   std::vector<proto::BlobMeta> described;
   switch (ev.kind) {
-    case EventCmd::Accepted: {
-      auto b = body_as<proto::Accepted>(env, limits);
-      ev.job = b.job;
-      ev.req = b.req;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Queued: {
-      auto b = body_as<proto::Queued>(env, limits);
-      ev.job = b.job;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Started: {
-      auto b = body_as<proto::Started>(env, limits);
-      ev.job = b.job;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Progress: {
-      auto b = body_as<proto::Progress>(env, limits);
-      ev.job = b.job;
-      if (b.preview) described.push_back(*b.preview);
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Partial: {
-      auto b = body_as<proto::Partial>(env, limits);
-      ev.job = b.job;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Result: {
-      auto b = body_as<proto::Result>(env, limits);
-      ev.job = b.job;
-      described = b.outputs;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Error: {
-      auto b = body_as<proto::Error>(env, limits);
-      ev.job = b.job;
-      ev.req = b.req;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::Cancelled: {
-      auto b = body_as<proto::Cancelled>(env, limits);
-      ev.job = b.job;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::JobInfo: {
-      auto b = body_as<proto::JobInfo>(env, limits);
-      ev.job = b.job;
-      ev.req = b.req;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::JobList: {
-      auto b = body_as<proto::JobList>(env, limits);
-      ev.req = b.req;
-      ev.body = std::move(b);
-      break;
-    }
-    case EventCmd::WorkerList: {
-      auto b = body_as<proto::WorkerList>(env, limits);
-      ev.req = b.req;
-      ev.body = std::move(b);
-      break;
-    }
+    case EventCmd::Accepted: take<proto::Accepted>(ev, env, limits, described); break;
+    case EventCmd::Queued: take<proto::Queued>(ev, env, limits, described); break;
+    case EventCmd::Started: take<proto::Started>(ev, env, limits, described); break;
+    case EventCmd::Progress: take<proto::Progress>(ev, env, limits, described); break;
+    case EventCmd::Partial: take<proto::Partial>(ev, env, limits, described); break;
+    case EventCmd::Result: take<proto::Result>(ev, env, limits, described); break;
+    case EventCmd::Error: take<proto::Error>(ev, env, limits, described); break;
+    case EventCmd::Cancelled: take<proto::Cancelled>(ev, env, limits, described); break;
+    case EventCmd::JobInfo: take<proto::JobInfo>(ev, env, limits, described); break;
+    case EventCmd::JobList: take<proto::JobList>(ev, env, limits, described); break;
+    case EventCmd::WorkerList: take<proto::WorkerList>(ev, env, limits, described); break;
     default: {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned>(env.command));
