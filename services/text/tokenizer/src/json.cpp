@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "mmgen/json_reader.hpp"
+#include "mmgen/json_writer.hpp"
 #include "mmgen/protocol.hpp"
 #include "mmgen/text/unicode.hpp"
 
@@ -78,30 +79,7 @@ void append_python_float(std::string& out, double d) {
   }
 }
 
-void append_quoted(std::string& out, std::string_view s) {
-  out += '"';
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-}
+void append_quoted(std::string& out, std::string_view s) { json::append_string(out, s); }
 
 void append_json(std::string& out, const Json& v) {
   std::visit(
