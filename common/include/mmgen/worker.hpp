@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -39,7 +40,14 @@ struct Input {
   std::string_view bytes() const {
     return {static_cast<const char*>(data.data()), data.size()};
   }
+  std::span<const std::uint8_t> octets() const {
+    return {static_cast<const std::uint8_t*>(data.data()), data.size()};
+  }
 };
+
+// The input blob called `name`, or nullptr; two of that name are a client
+// error (ProtocolError invalid_request), not a choice to make silently.
+const Input* find_input(const std::vector<Input>& inputs, std::string_view name);
 
 // An output blob; sent as one frame of RESULT (or a PROGRESS preview).
 struct Output {

@@ -2,7 +2,6 @@
 #include "image_params.hpp"
 
 #include <random>
-#include <span>
 #include <string>
 
 #include "mmgen/protocol.hpp"
@@ -12,20 +11,6 @@ namespace mmgen::image {
 namespace {
 
 [[noreturn]] void bad(const std::string& msg) { throw proto::ProtocolError(proto::ErrorCode::invalid_request, msg); }
-
-std::span<const std::uint8_t> bytes_of(const worker::Input& in) {
-  return {static_cast<const std::uint8_t*>(in.data.data()), in.data.size()};
-}
-
-const worker::Input* find_input(const std::vector<worker::Input>& inputs, std::string_view name) {
-  const worker::Input* found = nullptr;
-  for (const auto& in : inputs) {
-    if (in.name != name) continue;
-    if (found) bad("more than one input blob named '" + std::string(name) + "'");
-    found = &in;
-  }
-  return found;
-}
 
 }  // namespace
 
@@ -69,10 +54,10 @@ ImageJob parse_image_job(const Params& p, const std::vector<worker::Input>& inpu
   for (const auto& in : inputs) {
     if (in.name != "image") continue;
     if (++edit_index > 3) bad("edit takes at most 3 images (blobs named 'image')");
-    r.edit_images.push_back(media::decode_image("image " + std::to_string(edit_index), bytes_of(in), opts));
+    r.edit_images.push_back(media::decode_image("image " + std::to_string(edit_index), in.octets(), opts));
   }
   if (!r.edit_images.empty()) {
-    if (find_input(inputs, "init") || find_input(inputs, "mask")) {
+    if (worker::find_input(inputs, "init") || worker::find_input(inputs, "mask")) {
       bad("an edit job (blobs 'image') takes no 'init' or 'mask' blob");
     }
     r.mode = ImageMode::edit;
@@ -81,13 +66,13 @@ ImageJob parse_image_job(const Params& p, const std::vector<worker::Input>& inpu
     else if (style == "edit_plus") r.edit_style = EditStyle::edit_plus;
     else if (style != "auto") bad("edit_style must be auto, edit or edit_plus, got '" + style + "'");
   }
-  if (const auto* init = find_input(inputs, "init")) {
-    r.init_image = media::decode_image("init", bytes_of(*init), opts);
+  if (const auto* init = worker::find_input(inputs, "init")) {
+    r.init_image = media::decode_image("init", init->octets(), opts);
     r.mode = ImageMode::img2img;
   }
-  if (const auto* mask = find_input(inputs, "mask")) {
+  if (const auto* mask = worker::find_input(inputs, "mask")) {
     if (!r.init_image) bad("a mask needs an init image (blob 'init') to inpaint");
-    r.mask = media::decode_mask("mask", bytes_of(*mask), opts);
+    r.mask = media::decode_mask("mask", mask->octets(), opts);
     media::check_mask_size("mask", *r.mask, "init", r.init_image->width, r.init_image->height);
     r.mode = ImageMode::inpaint;
   }

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <random>
-#include <span>
 #include <string>
 
 #include "mmgen/protocol.hpp"
@@ -18,20 +17,6 @@ std::int64_t max_saved_frames() { return static_cast<std::int64_t>(proto::Limits
 namespace {
 
 [[noreturn]] void bad(const std::string& msg) { throw proto::ProtocolError(proto::ErrorCode::invalid_request, msg); }
-
-std::span<const std::uint8_t> bytes_of(const worker::Input& in) {
-  return {static_cast<const std::uint8_t*>(in.data.data()), in.data.size()};
-}
-
-const worker::Input* find_input(const std::vector<worker::Input>& inputs, std::string_view name) {
-  const worker::Input* found = nullptr;
-  for (const auto& in : inputs) {
-    if (in.name != name) continue;
-    if (found) bad("more than one input blob named '" + std::string(name) + "'");
-    found = &in;
-  }
-  return found;
-}
 
 template <class T, class Get>
 std::optional<T> optional_param(const Params& p, std::string_view key, Get get) {
@@ -117,8 +102,8 @@ VideoJob parse_video_job(const Params& p, const std::vector<worker::Input>& inpu
 
   media::DecodeOptions opts;
   opts.alpha = media::AlphaMode::drop;  // PIL convert("RGB"), as diffusers' Wan examples load the image
-  if (const auto* image = find_input(inputs, "image")) {
-    job.image = media::decode_image("image", bytes_of(*image), opts);
+  if (const auto* image = worker::find_input(inputs, "image")) {
+    job.image = media::decode_image("image", image->octets(), opts);
   }
   for (const auto& in : inputs) {
     if (in.name != "image") bad("unknown input blob '" + in.name + "' (expected image)");

@@ -11,65 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "engine_driver.hpp"
 #include "mmgen/io/checkpoint.hpp"
 #include "mmgen/protocol.hpp"
 #include "mmgen/text/engine.hpp"
 
 namespace fs = std::filesystem;
 using namespace mmgen::text;
+using namespace mmgen::text::engine_test;
 
 namespace {
 
 const fs::path kFixtures = MMGEN_TEXT_FIXTURES;
-
-std::vector<TokenId> to_ids(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kLong).contiguous();
-  std::vector<TokenId> v;
-  for (std::int64_t i = 0; i < c.numel(); ++i) v.push_back(TokenId(c.data_ptr<std::int64_t>()[i]));
-  return v;
-}
-
-SamplingParams greedy(std::int64_t max_tokens) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.max_tokens = max_tokens;
-  p.ignore_eos = true;  // the references run 32 tokens regardless of EOS
-  return p;
-}
-
-struct Collected {
-  std::vector<TokenId> tokens;
-  std::string text;
-  std::string finish_reason;
-  bool finished = false;
-};
-
-// Runs the engine until every request finished; returns each request's tokens.
-std::vector<Collected> run_all(Engine& engine, const std::vector<std::vector<TokenId>>& prompts,
-                               const std::vector<SamplingParams>& params) {
-  std::vector<Collected> out(prompts.size());
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    engine.add(prompts[i], params[i], [&out, i](const TokenEvent& ev) {
-      if (ev.token) out[i].tokens.push_back(*ev.token);
-      out[i].text += ev.text;
-      if (ev.finished) {
-        out[i].finished = true;
-        out[i].finish_reason = ev.finish_reason;
-      }
-    });
-  }
-  for (int guard = 0; engine.has_work(); ++guard) {
-    EXPECT_LT(guard, 100000) << "engine does not finish";
-    if (guard >= 100000) break;
-    engine.step();
-  }
-  for (std::size_t i = 0; i < out.size(); ++i) EXPECT_TRUE(out[i].finished) << "request " << i;
-  return out;
-}
-
-std::vector<TokenId> run_one(Engine& engine, const std::vector<TokenId>& prompt, const SamplingParams& p) {
-  return run_all(engine, {prompt}, {p})[0].tokens;
-}
 
 struct Loaded {
   QwenForCausalLM model;

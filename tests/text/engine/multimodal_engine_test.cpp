@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "engine_driver.hpp"
 #include "mmgen/io/checkpoint.hpp"
 #include "mmgen/protocol.hpp"
 #include "mmgen/text/engine.hpp"
@@ -29,6 +30,7 @@
 
 namespace fs = std::filesystem;
 using namespace mmgen::text;
+using namespace mmgen::text::engine_test;
 using mmgen::proto::ProtocolError;
 
 namespace {
@@ -38,11 +40,6 @@ const fs::path kDir = kFixtures / "qwen3_5_vision";
 constexpr double kTol = 1e-4;
 
 mmgen::io::LoadOptions cpu_f32() { return {at::kFloat, c10::Device(c10::DeviceType::CPU)}; }
-
-std::vector<TokenId> to_ids(const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kLong).contiguous();
-  return {c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel()};
-}
 
 std::vector<std::int64_t> to_i64(const at::Tensor& t) {
   const at::Tensor c = t.to(at::kLong).contiguous();
@@ -54,33 +51,9 @@ mmgen::media::ImageView view_of(const at::Tensor& hwc) {  // uint8 [H, W, C], co
                                  int(hwc.size(2)));
 }
 
-SamplingParams greedy(std::int64_t n) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.max_tokens = n;
-  p.ignore_eos = true;
-  return p;
-}
-
-struct Collected {
-  std::vector<TokenId> tokens;
-  std::vector<float> logprobs;
-  bool finished = false;
-};
-
 void drain(Engine& engine) {
   for (int guard = 0; engine.has_work() && guard < 10000; ++guard) engine.step();
   EXPECT_FALSE(engine.has_work());
-}
-
-EventSink collect(Collected& c) {
-  return [&c](const TokenEvent& ev) {
-    if (ev.token) {
-      c.tokens.push_back(*ev.token);
-      c.logprobs.push_back(ev.logprob);
-    }
-    if (ev.finished) c.finished = true;
-  };
 }
 
 class MultimodalEngine : public ::testing::Test {
