@@ -160,4 +160,25 @@ TEST(WorkerFlags, ServiceDefaultsAndHelp) {
 }
 
 }  // namespace
+// Not a flag, but the same kind of unit: the input lookup every service uses.
+TEST(WorkerInputs, FindInputByNameAndRefuseTwoOfOneName) {
+  std::vector<mmgen::worker::Input> in;
+  in.push_back({"image", "image/png", zmq::message_t(std::string_view("png"))});
+  in.push_back({"mask", "image/png", zmq::message_t(std::string_view("m"))});
+  EXPECT_EQ(mmgen::worker::find_input(in, "absent"), nullptr);
+  const auto* mask = mmgen::worker::find_input(in, "mask");
+  ASSERT_NE(mask, nullptr);
+  EXPECT_EQ(mask->bytes(), "m");
+  EXPECT_EQ(mask->octets().size(), 1u);
+  EXPECT_EQ(mask->octets()[0], std::uint8_t('m'));
+  in.push_back({"mask", "image/png", zmq::message_t(std::string_view("again"))});
+  try {
+    mmgen::worker::find_input(in, "mask");
+    ADD_FAILURE() << "two inputs named 'mask' were accepted";
+  } catch (const mmgen::proto::ProtocolError& e) {
+    EXPECT_EQ(e.code(), mmgen::proto::ErrorCode::invalid_request);
+    EXPECT_NE(std::string(e.what()).find("more than one input blob named 'mask'"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace mmgen::worker_test
