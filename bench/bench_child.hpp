@@ -116,4 +116,58 @@ inline std::string read_text(const fs::path& p) {
   return ss.str();
 }
 
+// A child's JSON figures, read by key.
+struct Figures {
+  std::string line;
+  double get(const char* k) const { return json_num(line, k); }
+};
+
+// Flag values in argv order: `value()` is the next argument, or exit 2 with
+// "<flag> needs a value".
+struct ArgCursor {
+  int argc;
+  char** argv;
+  int i = 0;
+  bool next() { return ++i < argc; }
+  std::string flag() const { return argv[i]; }
+  std::string value() {
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s needs a value\n", argv[i]);
+      std::exit(2);
+    }
+    return argv[++i];
+  }
+};
+
+// Runs a child mode (`run` returns the exit status; an unknown mode is 2, a
+// failure prints "<bench> child: ..." and is 1).
+template <class Run>
+int run_child(const char* bench, const std::string& mode, Run&& run) {
+  try {
+    const int rc = run();
+    if (rc == 2) std::fprintf(stderr, "unknown child mode %s\n", mode.c_str());
+    return rc;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s child: %s\n", bench, e.what());
+    return 1;
+  }
+}
+
+// What the parent needs to start its children: a fresh folder, this binary,
+// the Python reference script and the flags both sides share.
+struct Parent {
+  fs::path dir;
+  std::string self, script, common;
+};
+inline Parent make_parent(const std::string& name, const std::string& python, const std::string& script,
+                          int threads) {
+  Parent p;
+  p.dir = make_temp_dir(name);
+  if (p.dir.empty()) return p;
+  p.self = fs::read_symlink("/proc/self/exe").string();
+  p.script = "'" + python + "' '" + script + "'";
+  p.common = " --dir '" + p.dir.string() + "' --threads " + std::to_string(threads);
+  return p;
+}
+
 }  // namespace mmgen::bench

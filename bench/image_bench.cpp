@@ -142,11 +142,6 @@ int child_tiled(const ChildArgs& a) {
 
 // ---------------------------------------------------------------- report
 
-struct Figures {
-  std::string line;
-  double get(const char* k) const { return json_num(line, k); }
-};
-
 void row(const std::string& dt, const char* name, double ours, double theirs, const char* unit) {
   if (!(theirs > 0)) {  // the other side was not run
     std::printf("%-9s %-26s %10.2f %10s %8s  %s\n", dt.c_str(), name, ours, "-", "-", unit);
@@ -164,15 +159,9 @@ int main(int argc, char** argv) {
   std::string python = MMGEN_IMAGE_BENCH_PYTHON;
   if (const char* env = std::getenv("MMGEN_PYTHON")) python = env;
   ChildArgs child;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::cerr << a << " needs a value\n";
-        std::exit(2);
-      }
-      return argv[++i];
-    };
+  for (ArgCursor args{argc, argv}; args.next();) {
+    const std::string a = args.flag();
+    auto value = [&args] { return args.value(); };
     if (a == "--threads") threads = std::stoi(value());
     else if (a == "--size") size = std::stoll(value());
     else if (a == "--steps") steps = std::max<std::int64_t>(2, std::stoll(value()));
@@ -199,22 +188,17 @@ int main(int argc, char** argv) {
   if (!child.mode.empty()) {
     child.size = size;
     child.steps = steps;
-    try {
+    return run_child("image_bench", child.mode, [&] {
       if (child.mode == "pipeline") return child_pipeline(child);
       if (child.mode == "tiled") return child_tiled(child);
-      std::cerr << "unknown child mode " << child.mode << "\n";
       return 2;
-    } catch (const std::exception& e) {
-      std::cerr << "image_bench child: " << e.what() << "\n";
-      return 1;
-    }
+    });
   }
 
-  const fs::path dir = make_temp_dir("image-bench");
-  if (dir.empty()) return 1;
-  const std::string self = fs::read_symlink("/proc/self/exe").string();
-  const std::string script = "'" + python + "' '" + MMGEN_IMAGE_BENCH_SCRIPT + "'";
-  const std::string common = " --dir '" + dir.string() + "' --threads " + std::to_string(threads);
+  const Parent parent = make_parent("image-bench", python, MMGEN_IMAGE_BENCH_SCRIPT, threads);
+  if (parent.dir.empty()) return 1;
+  const fs::path& dir = parent.dir;
+  const std::string &self = parent.self, &script = parent.script, &common = parent.common;
   try {
     const auto t_start = Clock::now();
     std::cout << "image_bench: writing the checkpoint (" << blocks << " blocks, VAE base_dim " << vae_base
