@@ -161,3 +161,23 @@ if(MMGEN_HAVE_CUDA)
 else()
   message(STATUS "CUDA kernels: OFF (MMGEN_CUDA=${MMGEN_CUDA}); .cu kernels still run under the CPU emulator")
 endif()
+
+# at::parallel_for is inline in ATen's headers, and its parallel path exists
+# only where _OPENMP is defined: in a file compiled without -fopenmp it runs
+# the whole range on the calling thread, whatever at::set_num_threads says.
+# mmgen_torch_openmp(<target> <sources>...) builds those sources with -fopenmp
+# (without the target's precompiled header, which was parsed without it) and
+# links the libgomp libtorch itself loads, so our loops and ATen's share one
+# thread pool and one thread count. Without that libgomp the sources stay
+# serial (and say so at configure time).
+function(mmgen_torch_openmp target)
+  set(_gomp "${TORCH_INSTALL_PREFIX}/lib/libgomp.so.1")
+  if(NOT EXISTS "${_gomp}")
+    message(WARNING "${_gomp} not found: ${ARGN} of ${target} run single-threaded")
+    return()
+  endif()
+  set_source_files_properties(${ARGN} TARGET_DIRECTORY ${target} PROPERTIES
+    COMPILE_OPTIONS -fopenmp SKIP_PRECOMPILE_HEADERS ON)
+  target_link_libraries(${target} PRIVATE "${_gomp}")
+endfunction()
+

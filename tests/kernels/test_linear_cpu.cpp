@@ -1,7 +1,7 @@
 // linear_small_m on the CPU: the op against the float64 reference and against
 // at::linear over odd shapes per dtype (with and without bias, strided x and
 // weight rows, 3-D x), every runnable ISA build of its loops driven directly,
-// and the errors for bad arguments.
+// batch invariance up to 16 rows, and the errors for bad arguments.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/zeros.h>
@@ -120,6 +120,68 @@ TEST(LinearSmallMCpu, EveryRunnableIsaBuild) {
         EXPECT_TRUE(all_close(p.out, ref_linear(x, w, b), linear_tolerance(dt, s.k)));
       }
     }
+  }
+}
+
+// Decode batches stay batch-invariant: up to 16 rows, a row's output is the
+// same bits whatever the other rows, the row count (streamed or register-tiled
+// blocking), or where the output features are split between threads.
+TEST(LinearSmallMCpu, RowsDoNotDependOnTheBatch) {
+  std::vector<const cpu::LinearLoops*> tables = {&cpu::linear_loops_baseline()};
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    tables.push_back(&cpu::linear_loops_avx2());
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    tables.push_back(&cpu::linear_loops_avx512());
+#endif
+  // Groups of 16 weight rows with a short last one; K with and without vector
+  // tails; weights aligned, and misaligned with rows a multiple of 64 bytes.
+  const struct {
+    LinearShape s;
+    bool misaligned;
+  } cases[] = {{{16, 37, 129}, false}, {{16, 70, 768}, false}, {{16, 21, 40}, false},
+               {{16, 37, 768}, true},  {{16, 21, 32}, true},   {{16, 5, 16}, true}};
+  std::uint64_t seed = 1300;
+  auto run = [](const cpu::LinearLoops* L, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                std::int64_t split) {
+    auto p = plan::linear(x, w, b);
+    std::vector<float> x32(std::size_t(p.args.m * p.args.k));
+    L->widen(p.args, x32.data());
+    L->linear(p.args, x32.data(), p.args.k, 0, split);
+    L->linear(p.args, x32.data(), p.args.k, split, p.args.n);
+    return p.out;
+  };
+  for (const cpu::LinearLoops* L : tables) {
+    for (auto dt : kDtypes) {
+      for (const auto& [s, misaligned] : cases) {
+        SCOPED_TRACE(std::string(L->isa) + " " + dtype_name(dt) + " " + shape_name(s, true) +
+                     (misaligned ? " misaligned" : ""));
+        const at::Tensor x = randn({s.m, s.k}, dt, seed++);
+        // Weight rows 3 elements past an aligned address (as in a safetensors
+        // mmap): the loops start with a partial vector up to the alignment.
+        const at::Tensor w = misaligned ? randn({s.n * s.k + 8}, dt, seed++).narrow(0, 3, s.n * s.k).view({s.n, s.k})
+                                        : randn({s.n, s.k}, dt, seed++);
+        const at::Tensor b = randn({s.n}, dt, seed++);
+        const at::Tensor all = run(L, x, w, b, s.n);
+        EXPECT_TRUE(all_close(all, ref_linear(x, w, b), linear_tolerance(dt, s.k)));
+        for (std::int64_t m : {1, 2, 3, 4, 5, 7, 8, 13}) {
+          for (std::int64_t first : {std::int64_t(0), s.m - m}) {
+            SCOPED_TRACE("rows " + std::to_string(first) + " + " + std::to_string(m));
+            EXPECT_TRUE(bit_equal(run(L, x.narrow(0, first, m), w, b, s.n / 3), all.narrow(0, first, m)));
+          }
+        }
+      }
+    }
+  }
+  // The op (thread pool, the ISA chosen at run time): one row alone against the same row in 16.
+  for (auto dt : kDtypes) {
+    SCOPED_TRACE(dtype_name(dt));
+    const at::Tensor x = randn({16, 768}, dt, seed++), w = randn({300, 768}, dt, seed++);
+    const at::Tensor all = mmgen::ops::linear_small_m(x, w);
+    for (std::int64_t i : {0, 5, 15})
+      EXPECT_TRUE(bit_equal(mmgen::ops::linear_small_m(x.narrow(0, i, 1), w), all.narrow(0, i, 1)));
   }
 }
 

@@ -1,6 +1,8 @@
 // CPU implementation of linear_small_m: validate (linear_plan), widen x to
 // float32 once, then split the output features over libtorch's intra-op
-// thread pool (each thread streams its own share of the weight rows).
+// thread pool, one contiguous range of weight rows per thread. This file is
+// built with OpenMP (kernels/CMakeLists.txt): without it at::parallel_for runs
+// everything on the calling thread.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -26,9 +28,9 @@ at::Tensor linear_small_m(const at::Tensor& x, const at::Tensor& weight, const s
     x32 = widened.data();
     xs = a.k;
   }
-  // Work items of 8 weight rows (a multiple of every register block); ~32K
-  // weight elements per task at least, so small matrices stay on one thread.
-  constexpr std::int64_t rows_per_item = 8;
+  // Work items of 16 weight rows (the loops' reduction group); ~32K weight
+  // elements per task at least, so small matrices stay on one thread.
+  constexpr std::int64_t rows_per_item = 16;
   const std::int64_t items = (a.n + rows_per_item - 1) / rows_per_item;
   const std::int64_t grain = std::max<std::int64_t>(1, 32768 / std::max<std::int64_t>(1, rows_per_item * a.k));
   at::parallel_for(0, items, grain, [&](std::int64_t b, std::int64_t e) {

@@ -30,12 +30,12 @@ namespace mmgen::text {
 // most small_linear_rows(dtype) rows on the CPU (decode steps): there the
 // skinny kernel reads each weight row once for all rows, where the BLAS GEMMs
 // pay for packing and blocking meant for large M. The bound is where the two
-// cross on the Qwen3 bench matrices (text_bench --linear, AVX-512 Zen 4, one
-// thread): float32 is faster up to 16 rows and no slower to 64; bfloat16
-// (vdpbf16ps) 3.6x at 1 row, even at 16, oneDNN's blocked GEMM ahead from
-// ~24. With two threads on a loaded machine the BLAS calls are the ones that
-// stall. Up to the bound a row's result does not depend on the others in the
-// batch (same K order per row), so decode batches stay batch-invariant.
+// cross on the Qwen3 bench matrices (AVX-512 Zen 4): at 16 rows bfloat16
+// (vdpbf16ps) is still 1.46x at::linear on the layer matrices and 1.05x on
+// lm_head, at 24 rows lm_head is 0.74x; float32 is faster up to 16 rows. Up
+// to the bound a row's result does not depend on the others in the batch
+// (same K order per row, alignment steps that depend only on the weight's
+// address), so decode batches stay batch-invariant.
 std::int64_t small_linear_rows(c10::ScalarType dtype);
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
