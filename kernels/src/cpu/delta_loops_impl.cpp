@@ -447,6 +447,7 @@ template <class T, class Wt> void causal_conv1d_t(const CausalConvArgs& a, i64 n
   const i64 C = a.channels, S = a.seq, K = a.width, L = a.state_len;
   const i64 chunks = (C + n - 1) / n, np = pad_w(n);
   float* wt = tl_scratch.get((K + 1) * np);  // wt[k * np + j]: tap k of channel c0 + j; row K: bias
+  i64 staged_c0 = -1;  // the channel run `wt` holds (decode: every item of a thread has the same)
   for (i64 it = i0; it < i1; ++it) {
     const i64 b = it / chunks, c0 = (it % chunks) * n, c1 = c0 + n < C ? c0 + n : C, nc = c1 - c0;
     const i64 row = a.state ? (a.state_indices ? a.state_indices[b] : b) : 0;
@@ -456,10 +457,13 @@ template <class T, class Wt> void causal_conv1d_t(const CausalConvArgs& a, i64 n
         for (i64 ch = c0; ch < c1; ++ch) st(out_b + s * C + ch, 0.0f);
       continue;
     }
-    for (i64 j = 0; j < nc; ++j) {
-      const Wt* w = static_cast<const Wt*>(a.weight) + (c0 + j) * K;
-      for (i64 k = 0; k < K; ++k) wt[k * np + j] = ld(w + k);
-      wt[K * np + j] = a.bias ? ld(static_cast<const Wt*>(a.bias) + c0 + j) : 0.0f;
+    if (c0 != staged_c0) {
+      for (i64 j = 0; j < nc; ++j) {
+        const Wt* w = static_cast<const Wt*>(a.weight) + (c0 + j) * K;
+        for (i64 k = 0; k < K; ++k) wt[k * np + j] = ld(w + k);
+        wt[K * np + j] = a.bias ? ld(static_cast<const Wt*>(a.bias) + c0 + j) : 0.0f;
+      }
+      staged_c0 = c0;
     }
     const T* x_b = static_cast<const T*>(a.x) + b * a.x_sb;
     const T* st_b = a.state ? static_cast<const T*>(a.state) + row * a.st_sb : nullptr;
