@@ -92,7 +92,8 @@ TEST(LinearSmallMCpu, StridedRowsAndLeadingDims) {
   }
 }
 
-TEST(LinearSmallMCpu, EveryRunnableIsaBuild) {
+// Every ISA build of the loops this CPU can run.
+std::vector<const cpu::LinearLoops*> runnable_tables() {
   std::vector<const cpu::LinearLoops*> tables = {&cpu::linear_loops_baseline()};
 #if defined(__x86_64__)
   __builtin_cpu_init();
@@ -102,6 +103,11 @@ TEST(LinearSmallMCpu, EveryRunnableIsaBuild) {
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
     tables.push_back(&cpu::linear_loops_avx512());
 #endif
+  return tables;
+}
+
+TEST(LinearSmallMCpu, EveryRunnableIsaBuild) {
+  const std::vector<const cpu::LinearLoops*> tables = runnable_tables();
   RecordProperty("isa_builds_tested", int(tables.size()));
   std::uint64_t seed = 900;
   for (const cpu::LinearLoops* L : tables) {
@@ -127,15 +133,7 @@ TEST(LinearSmallMCpu, EveryRunnableIsaBuild) {
 // same bits whatever the other rows, the row count (streamed or register-tiled
 // blocking), or where the output features are split between threads.
 TEST(LinearSmallMCpu, RowsDoNotDependOnTheBatch) {
-  std::vector<const cpu::LinearLoops*> tables = {&cpu::linear_loops_baseline()};
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    tables.push_back(&cpu::linear_loops_avx2());
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    tables.push_back(&cpu::linear_loops_avx512());
-#endif
+  const std::vector<const cpu::LinearLoops*> tables = runnable_tables();
   // Groups of 16 weight rows with a short last one; K with and without vector
   // tails; weights aligned, and misaligned with rows a multiple of 64 bytes.
   const struct {
