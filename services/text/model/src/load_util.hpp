@@ -4,6 +4,7 @@
 
 #include <ATen/ops/cat.h>
 
+#include <filesystem>
 #include <string>
 
 #include "mmgen/io/checkpoint.hpp"
@@ -32,6 +33,26 @@ inline Mlp load_mlp(io::WeightLoader& w, const std::string& name, std::int64_t h
   at::Tensor up = w.take(name + ".up_proj.weight", {inter, hidden});
   m.gate_up_proj.weight = at::cat({gate, up}, 0);
   m.down_proj = load_linear(w, name + ".down_proj", hidden, inter, false);
+  return m;
+}
+
+// The output head: the embedding itself when tied (a stored lm_head.weight
+// is then ignored, as transformers does), else its own [vocab, hidden] matrix.
+inline at::Tensor load_lm_head(io::WeightLoader& w, bool tied, const at::Tensor& embedding, std::int64_t vocab,
+                               std::int64_t hidden) {
+  if (!tied) return w.take("lm_head.weight", {vocab, hidden});
+  w.skip("lm_head.weight");
+  return embedding;
+}
+
+// Config from config.json, weights from the checkpoint, every tensor used.
+template <class Model, class Config>
+Model load_causal_lm(const std::filesystem::path& folder, const io::LoadOptions& opts) {
+  const Config cfg = Config::load(folder);
+  const io::Checkpoint ckpt = io::Checkpoint::open(folder);
+  io::WeightLoader w(ckpt, opts);
+  Model m(cfg, w);
+  w.finish();
   return m;
 }
 

@@ -262,12 +262,7 @@ at::Tensor Qwen3_5Model::forward_embeds(const at::Tensor& inputs_embeds, const a
 
 Qwen3_5ForCausalLM::Qwen3_5ForCausalLM(const Qwen3_5Config& cfg, io::WeightLoader& w)
     : model(cfg, w, decoder_prefix(w)) {
-  if (cfg.tie_word_embeddings) {
-    lm_head = model.embed_tokens();
-    w.skip("lm_head.weight");  // a tied head stored anyway is ignored, as transformers does
-  } else {
-    lm_head = w.take("lm_head.weight", {cfg.vocab_size, cfg.hidden_size});
-  }
+  lm_head = detail::load_lm_head(w, cfg.tie_word_embeddings, model.embed_tokens(), cfg.vocab_size, cfg.hidden_size);
   // The vision tower is not run yet (text input only); multi-token-prediction
   // weights are ignored as the reference ignores them (_keys_to_ignore_on_load_unexpected).
   w.skip_prefix("model.visual.");
@@ -276,12 +271,7 @@ Qwen3_5ForCausalLM::Qwen3_5ForCausalLM(const Qwen3_5Config& cfg, io::WeightLoade
 }
 
 Qwen3_5ForCausalLM Qwen3_5ForCausalLM::load(const std::filesystem::path& folder, const io::LoadOptions& opts) {
-  const Qwen3_5Config cfg = Qwen3_5Config::load(folder);
-  const io::Checkpoint ckpt = io::Checkpoint::open(folder);
-  io::WeightLoader w(ckpt, opts);
-  Qwen3_5ForCausalLM m(cfg, w);
-  w.finish();
-  return m;
+  return detail::load_causal_lm<Qwen3_5ForCausalLM, Qwen3_5Config>(folder, opts);
 }
 
 at::Tensor Qwen3_5ForCausalLM::logits(const at::Tensor& hidden) const { return text::linear(hidden, lm_head); }

@@ -247,12 +247,7 @@ at::Tensor QwenModel::forward_embeds(const at::Tensor& inputs_embeds, const at::
 
 QwenForCausalLM::QwenForCausalLM(const QwenConfig& cfg, io::WeightLoader& w)
     : model(cfg, w, decoder_prefix(cfg, w)) {
-  if (cfg.tie_word_embeddings) {
-    lm_head = model.embed_tokens();
-    w.skip("lm_head.weight");  // a tied head stored anyway is ignored, as transformers does
-  } else {
-    lm_head = w.take("lm_head.weight", {cfg.vocab_size, cfg.hidden_size});
-  }
+  lm_head = detail::load_lm_head(w, cfg.tie_word_embeddings, model.embed_tokens(), cfg.vocab_size, cfg.hidden_size);
   if (cfg.architecture == Architecture::qwen2_5_vl_text) {
     w.skip_prefix("visual.");
     w.skip_prefix("model.visual.");
@@ -260,12 +255,7 @@ QwenForCausalLM::QwenForCausalLM(const QwenConfig& cfg, io::WeightLoader& w)
 }
 
 QwenForCausalLM QwenForCausalLM::load(const std::filesystem::path& folder, const io::LoadOptions& opts) {
-  const QwenConfig cfg = QwenConfig::load(folder);
-  const io::Checkpoint ckpt = io::Checkpoint::open(folder);
-  io::WeightLoader w(ckpt, opts);
-  QwenForCausalLM m(cfg, w);
-  w.finish();
-  return m;
+  return detail::load_causal_lm<QwenForCausalLM, QwenConfig>(folder, opts);
 }
 
 at::Tensor QwenForCausalLM::logits(const at::Tensor& hidden) const { return text::linear(hidden, lm_head); }
