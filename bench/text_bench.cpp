@@ -60,6 +60,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_child.hpp"  // run_capture, cpu_seconds
 #include "mmgen/io/checkpoint.hpp"
 #include "mmgen/text/engine.hpp"
 #include "mmgen/text/engine_model.hpp"
@@ -77,23 +78,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // CPU time of the whole process (all threads), seconds. At --threads 1 the
 // rate per CPU second is what a quiet machine's wall clock would give, which
 // a loaded shared machine's wall clock does not.
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-std::string run_capture(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run: " + cmd);
-  char buf[4096];
-  while (std::size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int rc = pclose(p);
-  if (rc != 0) throw std::runtime_error("reference script failed (" + std::to_string(rc) + "): " + cmd);
-  return out;
-}
-
 double copy_bandwidth() {
   const std::int64_t n = (std::int64_t(256) << 20) / 4;
   at::Tensor a = at::empty({n}, at::kFloat).fill_(1.0f), b = at::empty({n}, at::kFloat);
@@ -150,11 +134,11 @@ Figures measure(std::unique_ptr<EngineModel> model, int decode_tokens, const std
   for (int rep = 0; rep < (phases.prefill ? 4 : 0); ++rep) {
     engine.add(random_prompt(rng, 512, V), greedy(1), {});
     auto t0 = Clock::now();
-    const double c0 = process_cpu_seconds();
+    const double c0 = mmgen::bench::cpu_seconds();
     engine.step();
     if (rep > 0) {
       best = std::min(best, seconds_since(t0));
-      f.cpu_prefill = std::max(f.cpu_prefill, 512 / (process_cpu_seconds() - c0));
+      f.cpu_prefill = std::max(f.cpu_prefill, 512 / (mmgen::bench::cpu_seconds() - c0));
     }
     while (engine.has_work()) engine.step();
   }
@@ -170,11 +154,11 @@ Figures measure(std::unique_ptr<EngineModel> model, int decode_tokens, const std
         engine.add(random_prompt(rng, 32, V), greedy(decode_tokens), [&](const TokenEvent& ev) {
           if (ev.token && !ev.finished && firsts.size() < std::size_t(batch)) {
             firsts.push_back(Clock::now());
-            cpu_first = process_cpu_seconds();
+            cpu_first = mmgen::bench::cpu_seconds();
           }
           if (ev.finished) {
             lasts.push_back(Clock::now());
-            cpu_last = process_cpu_seconds();
+            cpu_last = mmgen::bench::cpu_seconds();
             ++done;
           }
         });
@@ -375,7 +359,7 @@ int main(int argc, char** argv) {
       const auto ckpt = mmgen::io::Checkpoint::open(dir);
       for (const auto& name : ckpt.names()) params += ckpt.tensor(name).numel();
     } else {
-      read_lines(run_capture(script + " --skip-timing"));
+      read_lines(mmgen::bench::run_capture(script + " --skip-timing"));
     }
     const double bw = copy_bandwidth();
     if (model_name == "qwen3")
@@ -399,7 +383,7 @@ int main(int argc, char** argv) {
       for (int c : ctx) ctx_list += (ctx_list.empty() ? "" : ",") + std::to_string(c);
       if (reference)
         read_lines(
-            run_capture(script + " --no-write --dtypes " + dt + (ctx.empty() ? "" : " --contexts " + ctx_list)));
+            mmgen::bench::run_capture(script + " --no-write --dtypes " + dt + (ctx.empty() ? "" : " --contexts " + ctx_list)));
       const c10::ScalarType st = dt == "bfloat16" ? at::kBFloat16 : dt == "float16" ? at::kHalf : at::kFloat;
       const Figures f =
           measure(load_engine_model(dir, mmgen::io::LoadOptions{st, c10::Device(c10::kCPU)}), decode_tokens, ctx, phases);
