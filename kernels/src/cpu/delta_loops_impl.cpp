@@ -3,26 +3,10 @@
 // loops_impl.cpp: internal linkage only, and no out-of-line inline function
 // from shared headers (hence the local scalar conversions below instead of
 // scalar.hpp's helpers, and __builtin_expf/__builtin_sqrtf instead of <cmath>).
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <type_traits>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
-// GCC 12 flags the deliberately undefined vectors inside its AVX-512
-// conversion intrinsics (_mm512_cvtps_ph, _mm512_cvtph_ps) once inlined here.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+#include "cpu/isa_prologue.hpp"
 
 #include "common/scalar.hpp"
 #include "cpu/delta_loops.hpp"
-
-#ifndef MMGEN_CPU_ISA
-#error "MMGEN_CPU_ISA must name the ISA variant (baseline, avx2, avx512)"
-#endif
 
 namespace mmgen::kernels::cpu {
 namespace {

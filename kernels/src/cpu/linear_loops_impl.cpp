@@ -8,26 +8,10 @@
 // blocking notes below). x is widened to float32 once per call by the caller
 // (widen), so the inner loop converts only the weights; bfloat16 on cores with
 // AVX-512 BF16 multiplies the raw pairs instead.
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <type_traits>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
-// GCC 12 flags the deliberately undefined vectors inside its AVX-512
-// conversion intrinsics once inlined here (see loops_impl.cpp).
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+#include "cpu/isa_prologue.hpp"
 
 #include "common/scalar.hpp"
 #include "cpu/linear_loops.hpp"
-
-#ifndef MMGEN_CPU_ISA
-#error "MMGEN_CPU_ISA must name the ISA variant (baseline, avx2, avx512)"
-#endif
 
 namespace mmgen::kernels::cpu {
 namespace {

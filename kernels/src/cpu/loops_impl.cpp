@@ -5,25 +5,9 @@
 // scalar.hpp helpers, no Rows::offset): with per-TU ISA flags, a COMDAT copy
 // built for AVX-512 could otherwise be picked by the linker for the baseline
 // build and crash an older CPU.
-#include <cstdint>
-#include <limits>
-#include <cstdlib>
-#include <cstring>
-#include <type_traits>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
-// GCC 12 reports the deliberately undefined vectors inside its own AVX-512
-// intrinsics (_mm512_cvtepi32_epi16, _mm512_cvtph_ps) as maybe-uninitialized.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "cpu/isa_prologue.hpp"
 
 #include "cpu/loops.hpp"
-
-#ifndef MMGEN_CPU_ISA
-#error "MMGEN_CPU_ISA must name the ISA variant (baseline, avx2, avx512)"
-#endif
 
 namespace mmgen::kernels::cpu {
 namespace {
