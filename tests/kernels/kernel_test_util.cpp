@@ -24,6 +24,25 @@ Tolerance tolerance_for(at::ScalarType dtype) {
   }
 }
 
+bool cpu_runs_avx2_build() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+bool cpu_runs_avx512_build() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
 const char* dtype_name(at::ScalarType t) {
   switch (t) {
     case at::kFloat: return "f32";

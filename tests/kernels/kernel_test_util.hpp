@@ -32,6 +32,11 @@ at::Tensor randn(std::vector<std::int64_t> sizes, at::ScalarType dtype, std::uin
 at::Tensor uniform(std::vector<std::int64_t> sizes, at::ScalarType dtype, double lo, double hi, std::uint64_t seed);
 const char* dtype_name(at::ScalarType t);
 
+// Whether this CPU can run the AVX2 / AVX-512 builds of the loop tables (the
+// features their -m flags assume); the baseline build always runs.
+bool cpu_runs_avx2_build();
+bool cpu_runs_avx512_build();
+
 // ---- references (plain ATen; see each op's doc in mmgen/ops.hpp) -----------------------
 // transformers Qwen3RMSNorm: weight * (h * rsqrt(mean(h^2) + eps)).to(x.dtype), h = x.float()
 at::Tensor ref_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);

@@ -19,12 +19,8 @@ namespace plan = mmgen::kernels::plan;
 std::vector<const cpu::CpuLoops*> runnable_tables() {
   std::vector<const cpu::CpuLoops*> t = {&cpu::cpu_loops_baseline()};
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    t.push_back(&cpu::cpu_loops_avx2());
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    t.push_back(&cpu::cpu_loops_avx512());
+  if (cpu_runs_avx2_build()) t.push_back(&cpu::cpu_loops_avx2());
+  if (cpu_runs_avx512_build()) t.push_back(&cpu::cpu_loops_avx512());
 #endif
   return t;
 }

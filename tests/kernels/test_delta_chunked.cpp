@@ -34,12 +34,8 @@ namespace ops = mmgen::ops;
 std::vector<const cpu::DeltaLoops*> runnable_tables() {
   std::vector<const cpu::DeltaLoops*> t = {&cpu::delta_loops_baseline()};
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    t.push_back(&cpu::delta_loops_avx2());
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    t.push_back(&cpu::delta_loops_avx512());
+  if (cpu_runs_avx2_build()) t.push_back(&cpu::delta_loops_avx2());
+  if (cpu_runs_avx512_build()) t.push_back(&cpu::delta_loops_avx512());
 #endif
   return t;
 }

@@ -96,12 +96,8 @@ TEST(LinearSmallMCpu, StridedRowsAndLeadingDims) {
 std::vector<const cpu::LinearLoops*> runnable_tables() {
   std::vector<const cpu::LinearLoops*> tables = {&cpu::linear_loops_baseline()};
 #if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-    tables.push_back(&cpu::linear_loops_avx2());
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    tables.push_back(&cpu::linear_loops_avx512());
+  if (cpu_runs_avx2_build()) tables.push_back(&cpu::linear_loops_avx2());
+  if (cpu_runs_avx512_build()) tables.push_back(&cpu::linear_loops_avx512());
 #endif
   return tables;
 }
