@@ -36,8 +36,10 @@ void install_signal_handlers() {
 // --pin-cpu: the loop thread and libzmq's I/O thread hand every message to
 // each other through an eventfd; on different CPUs each hand-off wakes an idle
 // CPU (an IPI, costly in a VM), on one CPU it is a plain context switch. On
-// the 2-vCPU dev VM this took ~40 µs off a job's round trip, at no cost in
-// throughput (the loop is one thread anyway). The HTTP thread stays free.
+// the 2-vCPU dev VM this took 20-35 µs off a job's round trip at p50, at no
+// cost in throughput (the loop is one thread anyway). The HTTP thread stays
+// free. Off by default: pinned, the loop cannot move off a CPU that other
+// work saturates.
 void pin_loop_thread(int cpu, zmq::context_t& ctx) {
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
