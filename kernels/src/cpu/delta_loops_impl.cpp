@@ -83,6 +83,16 @@ MMGEN_INLINE i64 imin(i64 x, i64 y) { return x < y ? x : y; }
 // One item = one (sequence, value head): its state S [dk, dv] stays in cache over
 // all T tokens. Per token two passes over S: kv = (S e^g)^T k; then
 // S <- S e^g + k delta^T and o = S^T q in the same sweep. The vectors run along dv.
+// A padding entry of state_indices (< 0): its outputs for value head h of
+// sequence b are zeros over all Tn tokens; its state is left as it is.
+template <class T> void zero_head_outputs(const DeltaRuleArgs& a, i64 b, i64 h, i64 Tn) {
+  const i64 H = a.v_heads, dv = a.dv;
+  for (i64 t = 0; t < Tn; ++t) {
+    T* op = static_cast<T*>(a.out) + ((b * Tn + t) * H + h) * dv;
+    for_chunks(dv, [&](i64 j, int c) { store_n(op + j, splat(0.0f), c); });
+  }
+}
+
 template <class T, class G, class Bt> void delta_rule_t(const DeltaRuleArgs& a, i64 i0, i64 i1) {
   const i64 dk = a.dk, dv = a.dv, H = a.v_heads, ratio = a.v_heads / a.k_heads, Tn = a.tokens;
   const i64 dkp = pad_w(dk), dvp = pad_w(dv);
@@ -96,10 +106,7 @@ template <class T, class G, class Bt> void delta_rule_t(const DeltaRuleArgs& a, 
     const i64 b = it / H, h = it % H, kh = h / ratio;
     const i64 row = a.state_indices ? a.state_indices[b] : b;
     if (row < 0) {  // padding entry: zeros out, state untouched
-      for (i64 t = 0; t < Tn; ++t) {
-        T* op = static_cast<T*>(a.out) + ((b * Tn + t) * H + h) * dv;
-        for_chunks(dv, [&](i64 j, int c) { store_n(op + j, splat(0.0f), c); });
-      }
+      zero_head_outputs<T>(a, b, h, Tn);
       continue;
     }
     float* S = a.state + (row * H + h) * dk * dv;
@@ -289,10 +296,7 @@ template <class T, class G, class Bt> void delta_rule_chunked_t(const DeltaRuleA
     const i64 b = it / H, h = it % H, kh = h / ratio;
     const i64 row = a.state_indices ? a.state_indices[b] : b;
     if (row < 0) {  // padding entry: zeros out, state untouched
-      for (i64 t = 0; t < Tn; ++t) {
-        T* op = static_cast<T*>(a.out) + ((b * Tn + t) * H + h) * dv;
-        for_chunks(dv, [&](i64 j, int c) { store_n(op + j, splat(0.0f), c); });
-      }
+      zero_head_outputs<T>(a, b, h, Tn);
       continue;
     }
     float* const state = a.state + (row * H + h) * dk * dv;
