@@ -1,5 +1,7 @@
 #include "kernel_test_util.hpp"
 
+#include <ATen/Context.h>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/gelu.h>
@@ -22,6 +24,14 @@ Tolerance tolerance_for(at::ScalarType dtype) {
     case at::kHalf: return {2e-3, 2e-3};
     default: return {2e-5, 2e-5};
   }
+}
+
+std::string cuda_unavailable_reason() {
+#if !defined(MMGEN_WITH_CUDA_KERNELS)
+  return "mmgen was built without CUDA kernels (MMGEN_CUDA=OFF or no nvcc at configure time)";
+#else
+  return at::hasCUDA() ? "" : "no CUDA device is available on this machine";
+#endif
 }
 
 bool cpu_runs_avx2_build() {

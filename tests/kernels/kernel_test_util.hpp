@@ -35,6 +35,20 @@ const char* dtype_name(at::ScalarType t);
 // Whether this CPU can run the AVX2 / AVX-512 builds of the loop tables (the
 // features their -m flags assume); the baseline build always runs.
 bool cpu_runs_avx2_build();
+
+// Why the gpu-labelled tests cannot run here ("" when they can): no CUDA
+// build of the kernels, or no device.
+std::string cuda_unavailable_reason();
+
+// Base of the gpu-labelled tests: each test skips, saying why, where the
+// CUDA kernels cannot run.
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = cuda_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+  }
+};
+
 bool cpu_runs_avx512_build();
 
 // ---- references (plain ATen; see each op's doc in mmgen/ops.hpp) -----------------------

@@ -20,6 +20,7 @@
 #include "cuda/delta_launch.hpp"
 #include "delta_plan.hpp"
 #include "delta_ref.hpp"
+#include "emu_test_util.hpp"
 #include "kernel_test_util.hpp"
 
 namespace {
@@ -32,12 +33,6 @@ static_assert(std::is_same_v<decltype(&emu::gated_delta_rule),
                              decltype(&mmgen::cuda_kernels::emulated::gated_delta_rule)>);
 
 const at::ScalarType kDtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
-
-#define EXPECT_LAUNCH_OK(expr)                    \
-  do {                                            \
-    const int err_ = (expr);                      \
-    EXPECT_EQ(err_, 0) << emu::error_string(err_); \
-  } while (0)
 
 double max_abs(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();

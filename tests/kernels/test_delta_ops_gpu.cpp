@@ -26,16 +26,7 @@ namespace ops = mmgen::ops;
 
 const at::ScalarType kDtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
 
-class DeltaKernelsGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-#if !defined(MMGEN_WITH_CUDA_KERNELS)
-    GTEST_SKIP() << "mmgen was built without CUDA kernels (MMGEN_CUDA=OFF or no nvcc at configure time)";
-#else
-    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device is available on this machine";
-#endif
-  }
-};
+class DeltaKernelsGpu : public GpuTest {};
 
 at::Tensor gpu(const at::Tensor& t) { return t.to(at::kCUDA); }
 

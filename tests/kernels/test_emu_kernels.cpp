@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cuda/launch.hpp"
+#include "emu_test_util.hpp"
 #include "kernel_test_util.hpp"
 #include "plan.hpp"
 
@@ -23,12 +24,6 @@ namespace emu = mmgen::cuda_kernels;  // resolves to the emulated build here
 static_assert(std::is_same_v<decltype(&emu::rms_norm), decltype(&mmgen::cuda_kernels::emulated::rms_norm)>);
 
 const at::ScalarType kDtypes[] = {at::kFloat, at::kBFloat16, at::kHalf};
-
-#define EXPECT_LAUNCH_OK(expr)                             \
-  do {                                                     \
-    const int err_ = (expr);                               \
-    EXPECT_EQ(err_, 0) << emu::error_string(err_);          \
-  } while (0)
 
 TEST(EmulatedKernels, RmsNormPackedAndScalarPaths) {
   // cols 64, 96 and 1000 take 16-byte packs, 37 and 999 the one-element

@@ -14,16 +14,7 @@ namespace {
 
 using namespace mmgen::testing;
 
-class LinearSmallMGpu : public ::testing::Test {
- protected:
-  void SetUp() override {
-#if !defined(MMGEN_WITH_CUDA_KERNELS)
-    GTEST_SKIP() << "mmgen was built without CUDA kernels (MMGEN_CUDA=OFF or no nvcc at configure time)";
-#else
-    if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device is available on this machine";
-#endif
-  }
-};
+class LinearSmallMGpu : public GpuTest {};
 
 TEST_F(LinearSmallMGpu, MatchesReferenceOverOddShapes) {
   std::uint64_t seed = 1;
